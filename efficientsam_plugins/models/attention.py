@@ -1,0 +1,37 @@
+"""Scaled dot-product attention shared by every transformer of the core.
+
+All attention goes through :func:`dot_product_attention`, which calls
+``torch.nn.functional.scaled_dot_product_attention`` (fused kernels on CPU and GPU, no
+materialised attention matrix). :func:`eager_attention` switches to the explicit
+``softmax(q @ k^T * scale) @ v`` of the official EfficientSAM code, so benchmarks can compare the
+two in one process.
+"""
+import contextlib
+import contextvars
+from typing import Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+_EAGER = contextvars.ContextVar('efficientsam_plugins_eager_attention', default=False)
+
+
+@contextlib.contextmanager
+def eager_attention(enabled: bool = True) -> Iterator[None]:
+    """Within this context, attention is computed explicitly instead of by the fused kernel."""
+    token = _EAGER.set(enabled)
+    try:
+        yield
+    finally:
+        _EAGER.reset(token)
+
+
+def dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Attention over ``[..., tokens, head_dim]`` tensors with an optional additive bias."""
+    if _EAGER.get():
+        attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+        if bias is not None:
+            attn = attn + bias
+        return attn.softmax(dim=-1) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)

@@ -1,0 +1,174 @@
+"""EfficientSAM: the core ViT encoder + prompt encoder + two-way mask decoder.
+
+Keeps the official module layout, parameter names and call signature (``forward``,
+``get_image_embeddings``, ``predict_masks``), so released checkpoints load strictly and code
+written for the official model runs unchanged.
+"""
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..checkpoint import CheckpointSource, extract_state_dict, load_state_dict_strict, read_checkpoint
+from ..vit import ViT
+from .mask_decoder import MaskDecoder
+from .prompt_encoder import LABEL_PADDING, PromptEncoder
+from .transformer import TwoWayTransformer
+
+PIXEL_MEAN = (0.485, 0.456, 0.406)
+PIXEL_STD = (0.229, 0.224, 0.225)
+
+# Full-size settings of the released models; a config dict overrides any of them.
+DEFAULT_CONFIG: Dict[str, Any] = dict(
+    img_size=1024, patch_size=16, embed_dim=192, depth=12, num_heads=3, mlp_ratio=4.0,
+    neck_dims=[256, 256], dec_depth=2, dec_heads=8, dec_mlp_dim=2048, upscaling=[64, 32],
+    num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256,
+    decoder_max_num_input_points=6)
+NAMED_CONFIGS: Dict[str, Dict[str, Any]] = {
+    'ti': dict(embed_dim=192, num_heads=3),
+    's': dict(embed_dim=384, num_heads=6),
+}
+_IGNORED_CONFIG_KEYS = {'seed'}  # recorded by the reference files, not an architecture setting
+
+
+class EfficientSam(nn.Module):
+    """Promptable segmentation model; images are float ``[B, 3, H, W]`` RGB in [0, 1]."""
+
+    mask_threshold: float = 0.0
+    image_format: str = 'RGB'
+
+    def __init__(self, image_encoder: ViT, prompt_encoder: PromptEncoder,
+                 decoder_max_num_input_points: int, mask_decoder: MaskDecoder,
+                 pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.decoder_max_num_input_points = decoder_max_num_input_points
+        self.mask_decoder = mask_decoder
+        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(1, 3, 1, 1), False)
+        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(1, 3, 1, 1), False)
+
+    @property
+    def img_size(self) -> int:
+        return self.image_encoder.img_size
+
+    def get_rescaled_pts(self, batched_points: torch.Tensor, input_h: int, input_w: int) -> torch.Tensor:
+        """Pixel coordinates of the original image to the model's square input; negatives stay -1."""
+        scale = batched_points.new_tensor([self.img_size / input_w, self.img_size / input_h])
+        return torch.where(batched_points >= 0, batched_points * scale,
+                           batched_points.new_tensor(-1.0))
+
+    def _fit_points(self, points: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Pads every query to the decoder's fixed number of points (label -1).
+
+        Like the released model, longer prompts are cut to ``decoder_max_num_input_points``; the
+        predictor refuses them instead, so the cut only happens through this low-level API.
+        """
+        n, limit = points.shape[2], self.decoder_max_num_input_points
+        if n > limit:
+            return points[:, :, :limit], labels[:, :, :limit]
+        if n < limit:
+            points = F.pad(points, (0, 0, 0, limit - n), value=-1.0)
+            labels = F.pad(labels, (0, limit - n), value=float(LABEL_PADDING))
+        return points, labels
+
+    def predict_masks(self, image_embeddings: torch.Tensor, batched_points: torch.Tensor,
+                      batched_point_labels: torch.Tensor, multimask_output: bool, input_h: int,
+                      input_w: int, output_h: int = -1, output_w: int = -1) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Runs the decoder only.
+
+        Args:
+            image_embeddings: ``[B, C, h, w]`` from :meth:`get_image_embeddings`.
+            batched_points: ``[B, Q, N, 2]`` (x, y) pixels of the ``input_h x input_w`` image.
+            batched_point_labels: ``[B, Q, N]``: 1 point, 2/3 box corners, -1 padding.
+            output_h, output_w: when positive, logits are upsampled (bicubic) to that size.
+
+        Returns:
+            ``(logits [B, Q, M, H', W'], iou_predictions [B, Q, M])``; ``H' x W'`` is the output
+            size, or the decoder's low resolution (4x the embedding grid).
+        """
+        if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
+            raise ValueError(f'batched_points must be [B, Q, N, 2], got {tuple(batched_points.shape)}')
+        if batched_point_labels.shape != batched_points.shape[:3]:
+            raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
+                             f'got {tuple(batched_point_labels.shape)}')
+        b, nq = batched_points.shape[:2]
+        points = self.get_rescaled_pts(batched_points, input_h, input_w)
+        points, labels = self._fit_points(points, batched_point_labels)
+        sparse = self.prompt_encoder(points.flatten(0, 1), labels.flatten(0, 1))
+        sparse = sparse.view(b, nq, sparse.shape[1], sparse.shape[2])
+        low_res, iou = self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(),
+                                         sparse, multimask_output)
+        if output_h > 0 and output_w > 0:
+            low_res = F.interpolate(low_res, (output_h, output_w), mode='bicubic')
+        return low_res.view(b, nq, *low_res.shape[1:]), iou.view(b, nq, -1)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Resizes (bilinear, to the square input; aspect ratio is not kept) and normalises."""
+        if x.shape[-2:] != (self.img_size, self.img_size):
+            x = F.interpolate(x, (self.img_size, self.img_size), mode='bilinear')
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def get_image_embeddings(self, batched_images: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in [0, 1] to embeddings ``[B, C, h, w]``."""
+        if batched_images.ndim != 4 or batched_images.shape[1] != 3:
+            raise ValueError(f'batched_images must be [B, 3, H, W], got {tuple(batched_images.shape)}')
+        return self.image_encoder(self.preprocess(batched_images))
+
+    def forward(self, batched_images: torch.Tensor, batched_points: torch.Tensor,
+                batched_point_labels: torch.Tensor,
+                scale_to_original_image_size: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Images and prompts to ``(mask_logits [B, Q, 3, H, W], iou_predictions [B, Q, 3])``."""
+        _, _, input_h, input_w = batched_images.shape
+        embeddings = self.get_image_embeddings(batched_images)
+        out_h, out_w = (input_h, input_w) if scale_to_original_image_size else (-1, -1)
+        return self.predict_masks(embeddings, batched_points, batched_point_labels, True,
+                                  input_h, input_w, out_h, out_w)
+
+
+def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
+    """A full architecture config from ``'ti'``, ``'s'`` or a dict of overrides."""
+    if isinstance(config, str):
+        key = {'tiny': 'ti', 'vitt': 'ti', 'small': 's', 'vits': 's'}.get(config.lower(), config.lower())
+        if key not in NAMED_CONFIGS:
+            raise ValueError(f'unknown EfficientSAM config {config!r}; expected one of '
+                             f'{sorted(NAMED_CONFIGS)} or a dict')
+        return {**DEFAULT_CONFIG, **NAMED_CONFIGS[key]}
+    unknown = set(config) - set(DEFAULT_CONFIG) - _IGNORED_CONFIG_KEYS
+    if unknown:
+        raise ValueError(f'unknown EfficientSAM config keys {sorted(unknown)}; known keys: '
+                         f'{sorted(DEFAULT_CONFIG)}')
+    merged = {**DEFAULT_CONFIG, **{k: v for k, v in config.items() if k in DEFAULT_CONFIG}}
+    return merged
+
+
+def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
+                        checkpoint: Optional[CheckpointSource] = None) -> EfficientSam:
+    """Builds EfficientSAM and, given a checkpoint (path or ``{"model": state_dict}``), loads it strictly.
+
+    Returned in eval mode, like the official builders.
+    """
+    cfg = resolve_config(config)
+    encoder = ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
+                  img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
+                  neck_dims=list(cfg['neck_dims']))
+    embed_dim = encoder.out_channels
+    grid = cfg['img_size'] // cfg['patch_size']
+    model = EfficientSam(
+        image_encoder=encoder,
+        prompt_encoder=PromptEncoder(embed_dim, (grid, grid), (cfg['img_size'], cfg['img_size'])),
+        decoder_max_num_input_points=cfg['decoder_max_num_input_points'],
+        mask_decoder=MaskDecoder(
+            transformer_dim=embed_dim,
+            transformer=TwoWayTransformer(cfg['dec_depth'], embed_dim, cfg['dec_heads'],
+                                          cfg['dec_mlp_dim']),
+            num_multimask_outputs=cfg['num_multimask_outputs'],
+            iou_head_depth=cfg['iou_head_depth'] - 1,
+            iou_head_hidden_dim=cfg['iou_head_hidden_dim'],
+            upscaling_layer_dims=list(cfg['upscaling'])))
+    if checkpoint is not None:
+        what = checkpoint if isinstance(checkpoint, (str, bytes)) else 'checkpoint'
+        state_dict = extract_state_dict(read_checkpoint(checkpoint))
+        load_state_dict_strict(model, state_dict, f'EfficientSAM checkpoint {what}')
+    return model.eval()

@@ -1,0 +1,72 @@
+"""EfficientSAM's prompt encoder: points and box corners as random-Fourier positional codes.
+
+Unlike SAM it has no mask input and no dense embedding; a box is two points labelled 2 (top-left)
+and 3 (bottom-right), and padding points (label -1) keep their positional code plus a learned
+"invalid" embedding, exactly as the released model was trained.
+"""
+import math
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+
+LABEL_PADDING, LABEL_POINT, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = -1, 1, 2, 3
+
+
+class PositionEmbeddingRandom(nn.Module):
+    """Positional encoding with random spatial frequencies (Tancik et al.)."""
+
+    def __init__(self, num_pos_feats: int) -> None:
+        super().__init__()
+        self.register_buffer('positional_encoding_gaussian_matrix', torch.randn((2, num_pos_feats)))
+
+    def _encode(self, coords: torch.Tensor) -> torch.Tensor:
+        """Coordinates normalised to [0, 1], ``[..., 2]`` -> ``[..., 2 * num_pos_feats]``."""
+        coords = (2 * coords - 1) @ self.positional_encoding_gaussian_matrix
+        coords = 2 * math.pi * coords
+        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
+
+    def forward(self, size: Tuple[int, int]) -> torch.Tensor:
+        """Code of the centre of every cell of an ``(h, w)`` grid: ``[C, h, w]``."""
+        h, w = size
+        device = self.positional_encoding_gaussian_matrix.device
+        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), dim=-1)
+        return self._encode(grid).permute(2, 0, 1)
+
+    def forward_with_coords(self, coords: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
+        """Code of pixel coordinates ``[..., 2]`` (x, y) in an image of ``(h, w)``."""
+        scale = coords.new_tensor([1.0 / image_size[1], 1.0 / image_size[0]])
+        return self._encode((coords * scale).float())
+
+
+class PromptEncoder(nn.Module):
+    """Sparse prompt embeddings of ``[B, N, 2]`` points with ``[B, N]`` labels (-1, 1, 2, 3)."""
+
+    def __init__(self, embed_dim: int, image_embedding_size: Tuple[int, int],
+                 input_image_size: Tuple[int, int]) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.input_image_size = input_image_size
+        self.image_embedding_size = image_embedding_size
+        self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
+        self.invalid_points = nn.Embedding(1, embed_dim)
+        self.point_embeddings = nn.Embedding(1, embed_dim)
+        self.bbox_top_left_embeddings = nn.Embedding(1, embed_dim)
+        self.bbox_bottom_right_embeddings = nn.Embedding(1, embed_dim)
+
+    def get_dense_pe(self) -> torch.Tensor:
+        """Positional code of the image-embedding grid, ``[1, C, h, w]``."""
+        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+
+    def forward(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Points in input-image pixels (the model's square input) to ``[B, N, C]`` embeddings."""
+        embedding = self.pe_layer.forward_with_coords(coords + 0.5, self.input_image_size)
+        labels = labels[..., None]
+        for label, table in ((LABEL_PADDING, self.invalid_points),
+                             (LABEL_POINT, self.point_embeddings),
+                             (LABEL_BOX_TOP_LEFT, self.bbox_top_left_embeddings),
+                             (LABEL_BOX_BOTTOM_RIGHT, self.bbox_bottom_right_embeddings)):
+            embedding = embedding + table.weight[0] * (labels == label)
+        return embedding

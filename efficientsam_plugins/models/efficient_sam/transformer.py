@@ -1,0 +1,157 @@
+"""SAM's two-way transformer, batched over queries without copying the image embedding.
+
+Every tensor keeps a query axis: prompt tokens are ``[B, Q, N, C]`` and image tokens start as
+``[B, 1, HW, C]`` (shared by the Q queries of an image) and become ``[B, Q, HW, C]`` once the
+first image-to-token attention has written per-query updates into them. Attention against shared
+image tokens folds the queries into the token axis instead of tiling the image Q times.
+"""
+import math
+from typing import Tuple, Type
+
+import torch
+import torch.nn as nn
+
+from ..attention import dot_product_attention
+
+
+class MLPBlock(nn.Module):
+    """``num_layers`` x (Linear + activation) then a Linear ``fc`` (official parameter names)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int,
+                 act: Type[nn.Module] = nn.GELU) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * num_layers
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Linear(dims[i], dims[i + 1]), act()) for i in range(num_layers))
+        self.fc = nn.Linear(hidden_dim, output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.fc(x)
+
+
+class TwoWayAttention(nn.Module):
+    """Multi-head attention whose q/k/v projections may shrink the width by ``downsample_rate``.
+
+    Inputs are ``[B, Q, T, C]`` where Q may be 1 for tensors shared by all queries of an image.
+    """
+
+    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.internal_dim = embedding_dim // downsample_rate
+        self.num_heads = num_heads
+        if self.internal_dim % num_heads:
+            raise ValueError(f'{num_heads} heads do not divide the attention width {self.internal_dim}')
+        self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        # Xavier-uniform with fan_out = 3 * internal_dim, as PyTorch initialises a fused qkv.
+        bound = math.sqrt(6 / (self.embedding_dim + 3 * self.internal_dim))
+        for proj in (self.q_proj, self.k_proj, self.v_proj):
+            nn.init.uniform_(proj.weight, -bound, bound)
+            nn.init.zeros_(proj.bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, Q, T, D]`` -> ``[B, Q, heads, T, D/heads]``."""
+        b, q, t, d = x.shape
+        return x.view(b, q, t, self.num_heads, d // self.num_heads).transpose(2, 3)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        b, nq, heads, t, dh = q.shape
+        nk = k.shape[1]
+        if nk == 1 and nq > 1:
+            # Keys shared by all queries: fold the queries into the token axis.
+            folded = q.permute(0, 2, 1, 3, 4).reshape(b, 1, heads, nq * t, dh)
+            out = dot_product_attention(folded, k, v)
+            out = out.view(b, heads, nq, t, dh).permute(0, 2, 1, 3, 4)
+        elif nq == 1 and nk > 1:
+            # Shared image queries attending to per-query prompt tokens (few keys): einsum keeps
+            # the shared operand uncopied.
+            attn = torch.einsum('bxhtd,bqhsd->bqhts', q * dh ** -0.5, k).softmax(dim=-1)
+            out = torch.einsum('bqhts,bqhsd->bqhtd', attn, v)
+            nq = nk
+        else:
+            out = dot_product_attention(q, k, v)
+        out = out.transpose(2, 3).reshape(b, nq, t, heads * dh)
+        return self.out_proj(out)
+
+
+class TwoWayAttentionBlock(nn.Module):
+    """Token self-attention, token-to-image, MLP, image-to-token (each with a post-norm)."""
+
+    def __init__(self, embedding_dim: int, num_heads: int, mlp_dim: int,
+                 activation: Type[nn.Module] = nn.GELU, attention_downsample_rate: int = 2,
+                 skip_first_layer_pe: bool = False) -> None:
+        super().__init__()
+        self.self_attn = TwoWayAttention(embedding_dim, num_heads)
+        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_token_to_image = TwoWayAttention(embedding_dim, num_heads,
+                                                         attention_downsample_rate)
+        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.mlp = MLPBlock(embedding_dim, mlp_dim, embedding_dim, 1, activation)
+        self.norm3 = nn.LayerNorm(embedding_dim)
+        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_image_to_token = TwoWayAttention(embedding_dim, num_heads,
+                                                         attention_downsample_rate)
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
+                key_pe: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if not self.skip_first_layer_pe:
+            queries = queries + query_pe
+        queries = self.norm1(queries + self.self_attn(queries, queries, queries))
+        keys_with_pe = keys + key_pe
+        q = queries + query_pe
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q, keys_with_pe, keys))
+        queries = self.norm3(queries + self.mlp(queries))
+        q = queries + query_pe
+        keys = self.norm4(keys + self.cross_attn_image_to_token(keys_with_pe, q, queries))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    """Prompt tokens and image tokens attending to each other, then a final token-to-image step."""
+
+    def __init__(self, depth: int, embedding_dim: int, num_heads: int, mlp_dim: int,
+                 activation: Type[nn.Module] = nn.GELU, attention_downsample_rate: int = 2) -> None:
+        super().__init__()
+        self.depth = depth
+        self.embedding_dim = embedding_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, activation,
+                                 attention_downsample_rate, skip_first_layer_pe=(i == 0))
+            for i in range(depth))
+        self.final_attn_token_to_image = TwoWayAttention(embedding_dim, num_heads,
+                                                         attention_downsample_rate)
+        self.norm_final_attn = nn.LayerNorm(embedding_dim)
+
+    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
+                point_embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            image_embedding: ``[B, C, h, w]``, one per image (never tiled per query).
+            image_pe: ``[1, C, h, w]`` positional code of the grid.
+            point_embedding: ``[B, Q, N, C]`` prompt tokens of Q queries per image.
+
+        Returns:
+            ``(queries [B, Q, N, C], keys [B, Q, h*w, C])``.
+        """
+        keys = image_embedding.flatten(2).transpose(1, 2)[:, None]
+        key_pe = image_pe.flatten(2).transpose(1, 2)[:, None]
+        queries = point_embedding
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        q = queries + point_embedding
+        queries = self.norm_final_attn(
+            queries + self.final_attn_token_to_image(q, keys + key_pe, keys))
+        return queries, keys

@@ -1,0 +1,370 @@
+"""The one plain ViT of the project: EfficientSAM encoder, SAMI student and ViTDet backbone.
+
+Parameter names follow the official EfficientSAM image encoder, which are also those of MAE and
+timm (``pos_embed``, ``patch_embed.proj``, ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,
+mlp.fc2}``, ``neck.0..3``), so their checkpoints load without a renaming table. ViTDet additions
+(window attention, decomposed relative positions ``blocks.N.attn.rel_pos_{h,w}``) use the names of
+detectron2 and segment-anything.
+"""
+import math
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
+
+from .attention import dot_product_attention
+
+VIT_ARCHS: Dict[str, Dict[str, int]] = {
+    'ti': dict(embed_dim=192, depth=12, num_heads=3),
+    's': dict(embed_dim=384, depth=12, num_heads=6),
+    'b': dict(embed_dim=768, depth=12, num_heads=12),
+}
+_ARCH_ALIASES = {'tiny': 'ti', 'vit-t': 'ti', 'vitt': 'ti', 'small': 's', 'vit-s': 's', 'vits': 's',
+                 'base': 'b', 'vit-b': 'b', 'vitb': 'b'}
+
+
+def vit_arch(name: str) -> Dict[str, int]:
+    """Width/depth/heads of a named variant: ``ti``/``s``/``b`` (or ``tiny``/``small``/``base``)."""
+    key = _ARCH_ALIASES.get(name.lower(), name.lower())
+    if key not in VIT_ARCHS:
+        raise ValueError(f'unknown ViT variant {name!r}; expected one of {sorted(VIT_ARCHS)} '
+                         f'or {sorted(_ARCH_ALIASES)}')
+    return dict(VIT_ARCHS[key])
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of a ``[B, C, H, W]`` map (SAM's neck)."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample while training."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches to a ``[B, C, H/p, W/p]`` map."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def resize_abs_pos(pos_embed: torch.Tensor, has_cls_token: bool, hw: Tuple[int, int]) -> torch.Tensor:
+    """Absolute position embedding ``[1, (1+)S*S, C]`` resized (bicubic) to ``[1, H, W, C]``."""
+    if has_cls_token:
+        pos_embed = pos_embed[:, 1:]
+    size = math.isqrt(pos_embed.shape[1])
+    if size * size != pos_embed.shape[1]:
+        raise ValueError(f'pos_embed holds {pos_embed.shape[1]} positions, not a square grid')
+    grid = pos_embed.reshape(1, size, size, -1)
+    if (size, size) == tuple(hw):
+        return grid
+    grid = F.interpolate(grid.permute(0, 3, 1, 2), size=hw, mode='bicubic', align_corners=False)
+    return grid.permute(0, 2, 3, 1)
+
+
+def resize_rel_pos(rel_pos: torch.Tensor, length: int) -> torch.Tensor:
+    """A relative-position table ``[L, C]`` linearly resized to ``length`` rows."""
+    if rel_pos.shape[0] == length:
+        return rel_pos
+    resized = F.interpolate(rel_pos.t()[None], size=length, mode='linear')
+    return resized[0].t()
+
+
+def rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
+                 q_hw: Tuple[int, int], k_hw: Tuple[int, int]) -> torch.Tensor:
+    """Decomposed relative-position bias (MViTv2/ViTDet) as an additive attention mask.
+
+    ``q`` is ``[B, heads, q_h*q_w, C]``; returns ``[B, heads, q_h*q_w, k_h*k_w]``.
+    """
+    (q_h, q_w), (k_h, k_w) = q_hw, k_hw
+
+    def table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+        rel_pos = resize_rel_pos(rel_pos, 2 * max(q_size, k_size) - 1)
+        q_coords = torch.arange(q_size, device=q.device)[:, None] * max(k_size / q_size, 1.0)
+        k_coords = torch.arange(k_size, device=q.device)[None, :] * max(q_size / k_size, 1.0)
+        relative = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
+        return rel_pos[relative.long()]
+
+    r_h = table(q_h, k_h, rel_pos_h)
+    r_w = table(q_w, k_w, rel_pos_w)
+    b, heads, _, dim = q.shape
+    r_q = q.reshape(b, heads, q_h, q_w, dim)
+    bias_h = torch.einsum('bnhwc,hkc->bnhwk', r_q, r_h)
+    bias_w = torch.einsum('bnhwc,wkc->bnhwk', r_q, r_w)
+    bias = bias_h[..., :, None] + bias_w[..., None, :]
+    return bias.reshape(b, heads, q_h * q_w, k_h * k_w)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with an optional decomposed relative-position bias."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, use_rel_pos: bool = False,
+                 rel_pos_size: Optional[Tuple[int, int]] = None) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'embed dim {dim} is not divisible by {num_heads} heads')
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rel_pos = use_rel_pos
+        if use_rel_pos:
+            if rel_pos_size is None:
+                raise ValueError('rel_pos_size (the token grid) is needed with use_rel_pos=True')
+            head_dim = dim // num_heads
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_pos_size[0] - 1, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_pos_size[1] - 1, head_dim))
+
+    def forward(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """``x`` is ``[B, N, C]``; ``hw`` is the token grid, needed for relative positions."""
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        bias = None
+        if self.use_rel_pos:
+            if hw is None:
+                raise ValueError('relative position embeddings need the token grid (hw)')
+            bias = rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, hw, hw).to(q.dtype)
+        x = dot_product_attention(q, k, v, bias)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+def window_partition(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """``[B, H, W, C]`` to ``[B*nW, window*window, C]`` windows, zero-padding H and W."""
+    b, h, w, c = x.shape
+    pad_h, pad_w = (window - h % window) % window, (window - w % window) % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    x = x.view(b, hp // window, window, wp // window, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, c), (hp, wp)
+
+
+def window_unpartition(windows: torch.Tensor, window: int, padded_hw: Tuple[int, int],
+                       hw: Tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`window_partition`, dropping the padding."""
+    (hp, wp), (h, w) = padded_hw, hw
+    b = windows.shape[0] // ((hp // window) * (wp // window))
+    x = windows.view(b, hp // window, wp // window, window, window, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
+    return x[:, :h, :w].contiguous()
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; ``window_size > 0`` gives ViTDet window attention."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop_path: float = 0.0, window_size: int = 0, use_rel_pos: bool = False,
+                 grid_size: Optional[Tuple[int, int]] = None) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        rel_pos_size = (window_size, window_size) if window_size else grid_size
+        self.attn = Attention(dim, num_heads, qkv_bias, use_rel_pos, rel_pos_size)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` is a ``[B, H, W, C]`` token grid, or a ``[B, N, C]`` sequence (global attention)."""
+        if x.ndim == 3:
+            if self.window_size:
+                raise ValueError('window attention needs the token grid; a token sequence '
+                                 '(masked forward) works only with global-attention blocks')
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        b, h, w, c = x.shape
+        y = self.norm1(x)
+        if self.window_size:
+            y, padded_hw = window_partition(y, self.window_size)
+            y = self.attn(y, (self.window_size, self.window_size))
+            y = window_unpartition(y, self.window_size, padded_hw, (h, w))
+        else:
+            y = self.attn(y.reshape(b, h * w, c), (h, w)).view(b, h, w, c)
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class ViT(nn.Module):
+    """Plain ViT with optional window attention, relative positions, SAM neck and final norm.
+
+    Args:
+        arch: ``'ti'``, ``'s'``, ``'b'`` (or a dict with ``embed_dim``, ``depth``, ``num_heads``).
+        img_size: the input size the model is built for (default grid of the relative-position
+            tables); any size divisible by the patch size is accepted at run time.
+        pretrain_img_size: the grid the absolute position embedding is stored at (224 -> 14x14,
+            plus a cls slot, as EfficientSAM/MAE store it); interpolated to the input grid.
+        window_size: window of the window-attention blocks; 0 makes every block global.
+        global_attn_indexes: blocks that keep global attention when ``window_size > 0``.
+        use_rel_pos: decomposed relative-position embeddings in every block.
+        neck_dims: ``[256, 256]`` adds SAM's neck (``neck.0..3``); None returns the ViT features.
+        final_norm: a final LayerNorm ``norm`` (MAE/timm); EfficientSAM has none.
+        with_cp: activation checkpointing of every block while training (saves memory).
+    """
+
+    def __init__(self, arch: Union[str, Dict[str, int]] = 'ti', img_size: int = 224,
+                 patch_size: int = 16, in_chans: int = 3, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, drop_path_rate: float = 0.0, pretrain_img_size: int = 224,
+                 pretrain_use_cls_token: bool = True, window_size: int = 0,
+                 global_attn_indexes: Sequence[int] = (), use_rel_pos: bool = False,
+                 neck_dims: Optional[Sequence[int]] = None, final_norm: bool = False,
+                 with_cp: bool = False) -> None:
+        super().__init__()
+        arch = vit_arch(arch) if isinstance(arch, str) else dict(arch)
+        self.embed_dim, self.depth, self.num_heads = arch['embed_dim'], arch['depth'], arch['num_heads']
+        if img_size % patch_size:
+            raise ValueError(f'img_size {img_size} is not divisible by patch_size {patch_size}')
+        self.img_size, self.patch_size = img_size, patch_size
+        self.pretrain_use_cls_token = pretrain_use_cls_token
+        self.with_cp = with_cp
+        grid = img_size // patch_size
+        self.patch_embed = PatchEmbed(patch_size, in_chans, self.embed_dim)
+        num_positions = (pretrain_img_size // patch_size) ** 2 + int(pretrain_use_cls_token)
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_positions, self.embed_dim))
+        bad = [i for i in global_attn_indexes if not 0 <= i < self.depth]
+        if bad:
+            raise ValueError(f'global_attn_indexes {bad} are outside the {self.depth} blocks')
+        dpr = torch.linspace(0, drop_path_rate, self.depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(self.embed_dim, self.num_heads, mlp_ratio, qkv_bias, dpr[i],
+                  0 if i in global_attn_indexes else window_size, use_rel_pos, (grid, grid))
+            for i in range(self.depth))
+        self.norm = nn.LayerNorm(self.embed_dim, eps=1e-6) if final_norm else None
+        self.neck = None
+        self.out_channels = self.embed_dim
+        if neck_dims:
+            self.neck = nn.Sequential(
+                nn.Conv2d(self.embed_dim, neck_dims[0], kernel_size=1, bias=False),
+                LayerNorm2d(neck_dims[0]),
+                nn.Conv2d(neck_dims[0], neck_dims[-1], kernel_size=3, padding=1, bias=False),
+                LayerNorm2d(neck_dims[-1]))
+            self.out_channels = neck_dims[-1]
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """MAE/timm initialisation: truncated-normal position embedding and linear weights."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+
+    def _run_block(self, block: Block, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and self.training and x.requires_grad:
+            return activation_checkpoint(block, x, use_reentrant=False)
+        return block(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` to the position-embedded token grid ``[B, H/p, W/p, C]``."""
+        if x.ndim != 4 or x.shape[1] != self.patch_embed.proj.in_channels:
+            raise ValueError(f'expected images [B, {self.patch_embed.proj.in_channels}, H, W], '
+                             f'got {tuple(x.shape)}')
+        if x.shape[2] % self.patch_size or x.shape[3] % self.patch_size:
+            raise ValueError(f'image size {tuple(x.shape[2:])} is not divisible by the patch size '
+                             f'{self.patch_size}')
+        x = self.patch_embed(x).permute(0, 2, 3, 1)
+        return x + resize_abs_pos(self.pos_embed, self.pretrain_use_cls_token, x.shape[1:3])
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images to the last block's features ``[B, C, H/p, W/p]`` (final norm, no neck)."""
+        x = self.embed(x)
+        for block in self.blocks:
+            x = self._run_block(block, x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x.permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images to ``[B, C, H/p, W/p]``: the neck's output when there is a neck."""
+        x = self.forward_features(x)
+        return self.neck(x) if self.neck is not None else x
+
+    def forward_masked(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Runs only the visible tokens (MAE/SAMI encoder).
+
+        Args:
+            x: images ``[B, 3, H, W]``.
+            mask: bool ``[B, L]`` over the ``L = H/p * W/p`` tokens in raster order, True where a
+                token is masked; every sample must keep the same number of visible tokens.
+
+        Returns:
+            ``(features [B, N_visible, C], ids_visible [B, N_visible])``, visible tokens in raster
+            order (final norm applied when the model has one).
+        """
+        tokens = self.embed(x).flatten(1, 2)
+        if mask.shape != tokens.shape[:2] or mask.dtype != torch.bool:
+            raise ValueError(f'mask must be bool {tuple(tokens.shape[:2])} (batch, tokens), '
+                             f'got {mask.dtype} {tuple(mask.shape)}')
+        num_visible = (~mask).sum(1)
+        if (num_visible != num_visible[0]).any() or num_visible[0] == 0:
+            raise ValueError(f'every sample needs the same, non-zero number of visible tokens; '
+                             f'got {num_visible.tolist()}')
+        ids_visible = torch.argsort(mask.to(torch.int8), dim=1, stable=True)[:, :int(num_visible[0])]
+        x = torch.gather(tokens, 1, ids_visible[..., None].expand(-1, -1, tokens.shape[-1]))
+        for block in self.blocks:
+            x = self._run_block(block, x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x, ids_visible
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """``(layer_id, num_layers)`` for layer-wise lr decay (mmpretrain's convention).
+
+        Embeddings are layer 0, block ``i`` is layer ``i + 1``, the final norm and neck the last.
+        """
+        num_layers = self.depth + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith(('pos_embed', 'patch_embed', 'cls_token')):
+            return 0, num_layers
+        if name.startswith('blocks.'):
+            return int(name.split('.')[1]) + 1, num_layers
+        return num_layers - 1, num_layers
