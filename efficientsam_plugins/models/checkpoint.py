@@ -1,5 +1,6 @@
 """Reading checkpoint files and loading them strictly, with errors that name the problem."""
 import os
+import pickle
 import zipfile
 from typing import Any, Dict, Mapping, Union
 
@@ -21,9 +22,9 @@ def read_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
         raise FileNotFoundError(f'checkpoint file not found: {path}')
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise ValueError(f'cannot read checkpoint {path} (corrupt, truncated or not a PyTorch '
-                         f'file?): {err}') from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as err:
+        raise ValueError(f'cannot read checkpoint {path}: corrupt, truncated, not a PyTorch file, or '
+                         f'holding objects other than tensors and plain containers ({err})') from err
     if not isinstance(obj, Mapping):
         raise ValueError(f'checkpoint {path} holds a {type(obj).__name__}, not a dict of tensors')
     return dict(obj)

@@ -1,8 +1,10 @@
 """EfficientSAM (Xiong et al., CVPR 2024): encoder, prompt encoder, mask decoder, predictor."""
 from .efficient_sam import EfficientSam, build_efficient_sam, resolve_config
 from .mask_decoder import MaskDecoder
+from .predictor import EfficientSamPredictor, image_to_tensor
 from .prompt_encoder import PromptEncoder
 from .transformer import TwoWayTransformer
 
-__all__ = ['EfficientSam', 'build_efficient_sam', 'resolve_config', 'MaskDecoder', 'PromptEncoder',
+__all__ = ['EfficientSam', 'build_efficient_sam', 'resolve_config', 'EfficientSamPredictor', 'image_to_tensor',
+           'MaskDecoder', 'PromptEncoder',
            'TwoWayTransformer']

@@ -58,30 +58,33 @@ class TwoWayAttention(nn.Module):
             nn.init.zeros_(proj.bias)
         nn.init.zeros_(self.out_proj.bias)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, Q, T, D]`` -> ``[B, Q, heads, T, D/heads]``."""
-        b, q, t, d = x.shape
-        return x.view(b, q, t, self.num_heads, d // self.num_heads).transpose(2, 3)
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, Q, T, D]`` -> ``[B*Q, heads, T, D/heads]`` as a view (no copy)."""
+        b, n, t, d = x.shape
+        return x.view(b * n, t, self.num_heads, d // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
-        b, nq, heads, t, dh = q.shape
+        q, k, v = self.q_proj(q), self.k_proj(k), self.v_proj(v)
+        b, nq, tq, d = q.shape
         nk = k.shape[1]
-        if nk == 1 and nq > 1:
-            # Keys shared by all queries: fold the queries into the token axis.
-            folded = q.permute(0, 2, 1, 3, 4).reshape(b, 1, heads, nq * t, dh)
-            out = dot_product_attention(folded, k, v)
-            out = out.view(b, heads, nq, t, dh).permute(0, 2, 1, 3, 4)
+        if nq > 1 and nk == 1:
+            # Keys shared by all queries of an image: fold the queries into the token axis.
+            out = dot_product_attention(self._split_heads(q.view(b, 1, nq * tq, d)),
+                                        self._split_heads(k), self._split_heads(v))
         elif nq == 1 and nk > 1:
-            # Shared image queries attending to per-query prompt tokens (few keys): einsum keeps
-            # the shared operand uncopied.
-            attn = torch.einsum('bxhtd,bqhsd->bqhts', q * dh ** -0.5, k).softmax(dim=-1)
-            out = torch.einsum('bqhts,bqhsd->bqhtd', attn, v)
+            # Shared image tokens attending to the few tokens of each query: the einsums
+            # broadcast the shared operand instead of copying it per query.
+            heads = self._split_heads(q)
+            keys = self._split_heads(k).unflatten(0, (b, nk))
+            values = self._split_heads(v).unflatten(0, (b, nk))
+            scale = heads.shape[-1] ** -0.5
+            attn = torch.einsum('bhtd,bqhsd->bqhts', heads * scale, keys).softmax(dim=-1)
+            out = torch.einsum('bqhts,bqhsd->bqhtd', attn, values).flatten(0, 1)
             nq = nk
         else:
-            out = dot_product_attention(q, k, v)
-        out = out.transpose(2, 3).reshape(b, nq, t, heads * dh)
-        return self.out_proj(out)
+            out = dot_product_attention(self._split_heads(q), self._split_heads(k),
+                                        self._split_heads(v))
+        return self.out_proj(out.transpose(1, 2).reshape(b, nq, tq, d))
 
 
 class TwoWayAttentionBlock(nn.Module):

@@ -1,0 +1,6 @@
+"""``python -m efficientsam_plugins.zoo``: the same CLI as ``tools/zoo.py``, for installed users."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

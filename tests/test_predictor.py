@@ -1,0 +1,125 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam
+
+TINY = dict(img_size=256, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,
+            dec_heads=2, dec_mlp_dim=64, upscaling=[16, 8], iou_head_hidden_dim=32)
+
+
+@pytest.fixture(scope='module')
+def predictor():
+    torch.manual_seed(0)
+    model = build_efficient_sam(TINY)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    pred = EfficientSamPredictor(model, max_queries_per_batch=3)
+    image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    pred.set_image(image)
+    return pred, image
+
+
+def test_shapes_and_order(predictor):
+    pred, _ = predictor
+    masks, iou, low_res = pred.predict(boxes=[[10, 10, 100, 80], [50, 20, 190, 110]])
+    assert masks.shape == (2, 3, 120, 200) and masks.dtype == bool
+    assert iou.shape == (2, 3) and low_res.shape == (2, 3, 64, 64)
+    single, single_iou, _ = pred.predict(points=[[30, 40]], multimask_output=False)
+    assert single.shape == (1, 1, 120, 200) and single_iou.shape == (1, 1)
+
+
+def test_batched_queries_equal_one_by_one(predictor):
+    pred, _ = predictor
+    boxes = np.array([[10, 10, 100, 80], [50, 20, 190, 110], [0, 0, 200, 120], [5, 60, 70, 119],
+                      [120, 5, 160, 50]], dtype=np.float32)
+    _, iou, low_res = pred.predict(boxes=boxes)
+    for i, box in enumerate(boxes):
+        _, one_iou, one_low_res = pred.predict(boxes=box)
+        np.testing.assert_allclose(one_low_res[0], low_res[i], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(one_iou[0], iou[i], rtol=1e-4, atol=1e-5)
+
+
+def test_points_plus_boxes_match_model_call(predictor):
+    pred, image = predictor
+    _, iou, low_res = pred.predict(points=[[[40, 50]], [[150, 60]]], boxes=[[10, 10, 100, 80], [120, 20, 190, 110]])
+    points = torch.tensor([[[[10, 10], [100, 80], [40, 50]], [[120, 20], [190, 110], [150, 60]]]], dtype=torch.float32)
+    labels = torch.tensor([[[2, 3, 1], [2, 3, 1]]], dtype=torch.float32)
+    with torch.no_grad():
+        logits, ref_iou = pred.model(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, points,
+                                     labels, scale_to_original_image_size=False)
+    np.testing.assert_allclose(low_res, logits[0].numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(iou, ref_iou[0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_image_types_agree(predictor):
+    pred, image = predictor
+    reference = pred.image_embedding.clone()
+    for variant in (Image.fromarray(image), torch.from_numpy(image), torch.from_numpy(image).permute(2, 0, 1),
+                    torch.from_numpy(image).permute(2, 0, 1).float() / 255):
+        pred.set_image(variant)
+        torch.testing.assert_close(pred.image_embedding, reference)
+    assert pred.original_size == (120, 200)
+
+
+@pytest.mark.parametrize('image,match', [
+    (np.zeros((10, 10, 3), np.float32), 'uint8'),
+    (np.zeros((10, 10), np.uint8), 'HxWx3'),
+    (np.zeros((10, 10, 4), np.uint8), 'HxWx3'),
+    (torch.zeros(4, 10, 10), r'\[3, H, W\]'),
+    (torch.full((3, 10, 10), 2.0), r'in \[0, 1\]'),
+    ('image.png', 'unsupported image type'),
+])
+def test_bad_images(image, match):
+    pred = EfficientSamPredictor(build_efficient_sam(TINY))
+    with pytest.raises(ValueError, match=match):
+        pred.set_image(image)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(), 'no prompt given'),
+    (dict(points=[[500, 10]]), 'outside the 200x120 image'),
+    (dict(boxes=[[-5, 0, 10, 10]]), 'outside the 200x120 image'),
+    (dict(boxes=[[50, 50, 10, 10]]), 'x2 >= x1'),
+    (dict(points=[[1, 1]] * 7), 'at most 6'),
+    (dict(points=[[1, 1]] * 5, boxes=[0, 0, 10, 10]), 'at most 6'),
+    (dict(points=[[1, 1], [2, 2]], point_labels=[1, 0]), 'negative or background points'),
+    (dict(points=[[1, 1]], point_labels=[1, 1]), 'to match points'),
+    (dict(points=np.zeros((2, 3))), r'\[N, 2\]'),
+    (dict(points=np.zeros((0, 2))), 'N >= 1'),
+    (dict(boxes=[[0, 0, 1]]), r'\(x1, y1, x2, y2\)'),
+    (dict(points=[[float('nan'), 1]]), 'NaN'),
+    (dict(point_labels=[1]), 'without points'),
+    (dict(points=[[[1, 1]], [[2, 2]], [[3, 3]]], boxes=[[0, 0, 5, 5], [0, 0, 6, 6]]), 'one point set per box'),
+])
+def test_bad_prompts(predictor, kwargs, match):
+    pred, _ = predictor
+    with pytest.raises(ValueError, match=match):
+        pred.predict(**kwargs)
+
+
+def test_predict_before_set_image():
+    with pytest.raises(RuntimeError, match='set_image'):
+        EfficientSamPredictor(build_efficient_sam(TINY)).predict(points=[[1, 1]])
+
+
+def test_image_embedding_is_not_tiled_per_query(predictor, monkeypatch):
+    pred, _ = predictor
+    seen = []
+    original = pred.model.mask_decoder.transformer.forward
+
+    def spy(image_embedding, image_pe, point_embedding):
+        seen.append((image_embedding.shape[0], point_embedding.shape[:2]))
+        return original(image_embedding, image_pe, point_embedding)
+
+    monkeypatch.setattr(pred.model.mask_decoder.transformer, 'forward', spy)
+    pred.predict(boxes=[[0, 0, 10, 10]] * 3)
+    assert seen == [(1, torch.Size([1, 3]))]
+
+
+def test_from_pretrained_loads_official_layout(reference_dir):
+    pred = EfficientSamPredictor.from_pretrained('ti', os.path.join(reference_dir, 'random_vitt_state_dict.pt'))
+    assert not pred.model.training
