@@ -21,12 +21,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 from typing import Optional, Union
 
 from .errors import ChecksumError, DownloadError, OfflineError, UnknownCheckpointError
-from .manifest import Entry, get_entry, list_entries
+from .manifest import URL_SCHEMES, Entry, get_entry, list_entries
 
 try:
     import fcntl
@@ -57,7 +57,7 @@ def is_offline(offline: Optional[bool] = None) -> bool:
     return os.environ.get(OFFLINE_ENV, '').strip().lower() in ('1', 'true', 'yes', 'on')
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Verification:
     """What :func:`verify` found: ``status`` is 'OK', 'MISSING' or 'CORRUPT'."""
     name: str
@@ -125,17 +125,23 @@ def get_checkpoint(name_or_url_or_path: Union[str, os.PathLike], offline: Option
 def download(entry: EntryRef, progress: Optional[bool] = None) -> str:
     """Download ``entry`` (an Entry or a zoo name) into the cache, verified; return its path.
 
-    A cached file is re-hashed first and kept if it verifies, replaced if it does not.
+    A cached file is re-hashed first and kept if it verifies, replaced if it does not. A file
+    that another process finished while this one waited for the lock is only size-checked: it was
+    verified before it appeared, and re-hashing it on every waiting DDP rank would cost minutes.
     """
     entry = _as_entry(entry)
     target = cache_dir() / entry.filename
     target.parent.mkdir(parents=True, exist_ok=True)
+    cached_before = target.is_file()
     bar = _ProgressBar(entry.filename, _stderr_is_terminal() if progress is None else progress)
     lock = target.with_name(target.name + '.lock')
     with _exclusive_lock(lock, on_wait=lambda: bar.note(f'waiting for another process to '
                                                         f'download {entry.filename}')):
         if target.is_file():
-            problem = _mismatch(target, entry)
+            if cached_before:
+                problem = _mismatch(target, entry)
+            else:
+                problem = _mismatch(target, dataclasses.replace(entry, sha256=None))
             if problem is None:
                 return str(target)
             bar.note(f'replacing corrupt cached file {target}: {problem}')
@@ -175,7 +181,7 @@ def _as_entry(entry: EntryRef) -> Entry:
 
 
 def _entry_for_url(url: str) -> Entry:
-    """The zoo entry serving ``url``, else an unverified ad-hoc entry for it.
+    """The zoo entry serving ``url``, else an unverified ad-hoc entry named by the URL itself.
 
     Ad-hoc files get a prefix from the URL's hash, so two URLs ending in the same file name (or
     one that shares a zoo file's name) never share a cache file.
@@ -183,11 +189,13 @@ def _entry_for_url(url: str) -> Entry:
     for entry in list_entries():
         if url in entry.urls:
             return entry
+    if not url.startswith(URL_SCHEMES):
+        raise DownloadError(f'unsupported URL {url!r}: use one of {", ".join(URL_SCHEMES)}')
     basename = url.split('?', 1)[0].split('#', 1)[0].rstrip('/').rsplit('/', 1)[-1]
     safe = ''.join(c if c.isalnum() or c in '_.+-' else '_' for c in basename).lstrip('.')
     digest = hashlib.sha256(url.encode('utf-8')).hexdigest()[:12]
     filename = f'{digest}_{safe or "checkpoint"}'
-    return Entry(name=filename, filename=filename, urls=(url,), size=None, sha256=None,
+    return Entry(name=url, filename=filename, urls=(url,), size=None, sha256=None,
                  license='unknown', format='unknown', description=f'ad-hoc download of {url}')
 
 
