@@ -129,3 +129,18 @@ def test_config_validation():
         build_efficient_sam({'embed_dims': 32})
     with pytest.raises(ValueError, match='unknown EfficientSAM config'):
         build_efficient_sam('b')
+
+
+def test_reassociated_attention_equals_projected_attention():
+    """The few-tokens path (used for batched queries at full size) equals plain attention."""
+    from efficientsam_plugins.models.efficient_sam.transformer import TwoWayAttention
+    torch.manual_seed(0)
+    attention = TwoWayAttention(256, 8, downsample_rate=2)
+    torch.nn.init.normal_(attention.k_proj.bias)
+    torch.nn.init.normal_(attention.v_proj.bias)
+    q, k, v = torch.randn(1, 3, 11, 256), torch.randn(1, 3, 300, 256), torch.randn(1, 3, 300, 256)
+    fast = attention(q, k, v)
+    heads = lambda x: x.view(3, -1, 8, 16).transpose(1, 2)  # noqa: E731
+    weights = (heads(attention.q_proj(q)) @ heads(attention.k_proj(k)).transpose(-1, -2) / 4).softmax(-1)
+    plain = attention.out_proj((weights @ heads(attention.v_proj(v))).transpose(1, 2).reshape(1, 3, 11, 128))
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)

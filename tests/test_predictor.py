@@ -111,9 +111,9 @@ def test_image_embedding_is_not_tiled_per_query(predictor, monkeypatch):
     seen = []
     original = pred.model.mask_decoder.transformer.forward
 
-    def spy(image_embedding, image_pe, point_embedding):
+    def spy(image_embedding, image_pe, point_embedding, *args):
         seen.append((image_embedding.shape[0], point_embedding.shape[:2]))
-        return original(image_embedding, image_pe, point_embedding)
+        return original(image_embedding, image_pe, point_embedding, *args)
 
     monkeypatch.setattr(pred.model.mask_decoder.transformer, 'forward', spy)
     pred.predict(boxes=[[0, 0, 10, 10]] * 3)

@@ -60,7 +60,7 @@ class MaskDecoder(nn.Module):
             raise ValueError(f'{image_embeddings.shape[0]} image embeddings for prompts of {b} images')
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.expand(b, nq, -1, -1), sparse_prompt_embeddings], dim=2)
-        hs, src = self.transformer(image_embeddings, image_pe, tokens)
+        hs, src = self.transformer(image_embeddings, image_pe, tokens, output_tokens.shape[0])
         iou_pred = self.iou_prediction_head(hs[:, :, 0]).flatten(0, 1)
         if multimask_output and self.num_multimask_outputs > 1:
             selected = range(1, self.num_mask_tokens)

@@ -6,7 +6,7 @@ first image-to-token attention has written per-query updates into them. Attentio
 image tokens folds the queries into the token axis instead of tiling the image Q times.
 """
 import math
-from typing import Tuple, Type
+from typing import Optional, Tuple, Type
 
 import torch
 import torch.nn as nn
@@ -64,6 +64,8 @@ class TwoWayAttention(nn.Module):
         return x.view(b * n, t, self.num_heads, d // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if k.shape[1] == q.shape[1] > 1 and q.shape[2] * self.num_heads < self.internal_dim < k.shape[2]:
+            return self._few_tokens_to_many_keys(q, k, v)
         q, k, v = self.q_proj(q), self.k_proj(k), self.v_proj(v)
         b, nq, tq, d = q.shape
         nk = k.shape[1]
@@ -85,6 +87,23 @@ class TwoWayAttention(nn.Module):
             out = dot_product_attention(self._split_heads(q), self._split_heads(k),
                                         self._split_heads(v))
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, tq, d))
+
+    def _few_tokens_to_many_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Per-query attention of a few tokens to many per-query keys, without projecting the keys.
+
+        ``softmax(q_h (W_k,h x + b_k,h)) (W_v,h x + b_v,h)`` equals
+        ``W_v,h (softmax((W_k,h^T q_h) x) x) + b_v,h``: the key bias adds a constant per row and
+        attention rows sum to one. With ``heads * tokens`` smaller than the attention width this
+        needs fewer operations than projecting every key and value (the image-sized tensors).
+        """
+        b, nq, t, _ = q.shape
+        heads, head_dim = self.num_heads, self.internal_dim // self.num_heads
+        q = self.q_proj(q).view(b, nq, t, heads, head_dim) * head_dim ** -0.5
+        q_in_key_space = torch.einsum('bqthd,hdc->bqhtc', q, self.k_proj.weight.view(heads, head_dim, -1))
+        attn = (q_in_key_space.flatten(2, 3) @ k.transpose(-1, -2)).softmax(dim=-1)
+        context = (attn @ v).view(b, nq, heads, t, -1)
+        out = torch.einsum('bqhtc,hdc->bqthd', context, self.v_proj.weight.view(heads, head_dim, -1))
+        return self.out_proj(out.reshape(b, nq, t, self.internal_dim) + self.v_proj.bias)
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -138,22 +157,27 @@ class TwoWayTransformer(nn.Module):
                                                          attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
-    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
-                point_embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor,
+                num_output_tokens: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             image_embedding: ``[B, C, h, w]``, one per image (never tiled per query).
             image_pe: ``[1, C, h, w]`` positional code of the grid.
             point_embedding: ``[B, Q, N, C]`` prompt tokens of Q queries per image.
+            num_output_tokens: when given, only the first tokens go through the final attention
+                and are returned (the decoder reads only its output tokens).
 
         Returns:
-            ``(queries [B, Q, N, C], keys [B, Q, h*w, C])``.
+            ``(queries [B, Q, N', C], keys [B, Q, h*w, C])``.
         """
         keys = image_embedding.flatten(2).transpose(1, 2)[:, None]
         key_pe = image_pe.flatten(2).transpose(1, 2)[:, None]
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
+        if num_output_tokens is not None:
+            queries = queries[:, :, :num_output_tokens]
+            point_embedding = point_embedding[:, :, :num_output_tokens]
         q = queries + point_embedding
         queries = self.norm_final_attn(
             queries + self.final_attn_token_to_image(q, keys + key_pe, keys))

@@ -1,0 +1,153 @@
+"""COCO- and LVIS-format instance datasets for evaluation: images, ground-truth masks, checks.
+
+Every problem with the inputs (missing files, malformed JSON, images that do not decode or do not
+match their annotation's size) raises before or instead of producing results, naming the file.
+"""
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .masks import decode_segmentation, size_bucket
+
+DATA_FORMATS = ('auto', 'coco', 'lvis')
+
+
+@dataclass
+class ImageInfo:
+    id: int
+    path: str
+    width: int
+    height: int
+
+
+@dataclass
+class Instance:
+    """One non-crowd ground-truth object with its decoded mask."""
+    annotation_id: int
+    category_id: int
+    mask: np.ndarray
+    area: int
+
+    @property
+    def size(self) -> str:
+        return size_bucket(self.area)
+
+
+def read_json(path: str, what: str) -> Any:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f'{what} {path} is not valid JSON: {err}') from err
+
+
+def load_rgb_image(path: str, expected_hw: Optional[Sequence[int]] = None) -> np.ndarray:
+    """An image file as uint8 ``HxWx3`` RGB, checked against the annotation's size."""
+    from PIL import Image, UnidentifiedImageError
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'image not found: {path}')
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert('RGB'))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f'cannot decode image {path}: {err}') from err
+    if expected_hw is not None and tuple(array.shape[:2]) != tuple(expected_hw):
+        raise ValueError(f'image {path} is {array.shape[1]}x{array.shape[0]} but its annotation says '
+                         f'{expected_hw[1]}x{expected_hw[0]}')
+    return array
+
+
+def detect_format(data: Dict[str, Any]) -> str:
+    """LVIS files mark images with ``not_exhaustive_category_ids`` / ``neg_category_ids``."""
+    images = data.get('images') or [{}]
+    return 'lvis' if ('not_exhaustive_category_ids' in images[0] or 'neg_category_ids' in images[0]) else 'coco'
+
+
+class InstanceDataset:
+    """Images and non-crowd instance masks of a COCO- or LVIS-format annotation file.
+
+    Args:
+        ann_file: instances JSON.
+        img_dir: folder of the images; LVIS images (named by ``coco_url``) are looked up as
+            ``img_dir/<split>/<name>`` and then ``img_dir/<name>``.
+        data_format: ``auto`` (LVIS when the images carry LVIS fields), ``coco`` or ``lvis``.
+    """
+
+    def __init__(self, ann_file: str, img_dir: str, data_format: str = 'auto') -> None:
+        if data_format not in DATA_FORMATS:
+            raise ValueError(f'unknown data format {data_format!r}; expected one of {DATA_FORMATS}')
+        if not os.path.isdir(img_dir):
+            raise FileNotFoundError(f'image folder not found: {img_dir}')
+        data = read_json(ann_file, 'annotation file')
+        if not isinstance(data, dict) or not isinstance(data.get('images'), list) \
+                or not isinstance(data.get('annotations'), list):
+            raise ValueError(f'annotation file {ann_file} is not in COCO/LVIS format: expected a dict '
+                             f'with "images" and "annotations" lists')
+        self.ann_file, self.img_dir = ann_file, img_dir
+        self.format = detect_format(data) if data_format == 'auto' else data_format
+        self.categories = {int(c['id']): c for c in data.get('categories', [])}
+        self.images: Dict[int, ImageInfo] = {}
+        for image in data['images']:
+            try:
+                info = ImageInfo(int(image['id']), self._image_path(image), int(image['width']),
+                                 int(image['height']))
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f'annotation file {ann_file}: malformed image entry '
+                                 f'{str(image)[:200]} ({err!r})') from err
+            self.images[info.id] = info
+        self._annotations: Dict[int, List[dict]] = defaultdict(list)
+        for ann in data['annotations']:
+            if int(ann.get('image_id', -1)) not in self.images:
+                raise ValueError(f'annotation file {ann_file}: annotation {ann.get("id")} refers to '
+                                 f'unknown image id {ann.get("image_id")}')
+            self._annotations[int(ann['image_id'])].append(ann)
+
+    def _image_path(self, image: Dict[str, Any]) -> str:
+        if image.get('file_name'):
+            return os.path.join(self.img_dir, image['file_name'])
+        url = image.get('coco_url')
+        if not url:
+            raise KeyError('file_name or coco_url')
+        split, name = url.rstrip('/').split('/')[-2:]
+        nested = os.path.join(self.img_dir, split, name)
+        return nested if os.path.exists(nested) else os.path.join(self.img_dir, name)
+
+    @property
+    def image_ids(self) -> List[int]:
+        return sorted(self.images)
+
+    def check_images_exist(self, image_ids: Sequence[int]) -> None:
+        """Fails early, listing missing image files, so a run never stops half-way for that."""
+        missing = [self.images[i].path for i in image_ids if not os.path.isfile(self.images[i].path)]
+        if missing:
+            raise FileNotFoundError(f'{len(missing)} image files of {self.ann_file} are missing under '
+                                    f'{self.img_dir}, e.g. {missing[:3]}')
+
+    def load_image(self, image_id: int) -> np.ndarray:
+        info = self.images[image_id]
+        return load_rgb_image(info.path, (info.height, info.width))
+
+    def annotations(self, image_id: int) -> List[dict]:
+        return list(self._annotations.get(image_id, []))
+
+    def instances(self, image_id: int) -> Tuple[List[Instance], List[int]]:
+        """Non-crowd instances with a non-empty mask (in annotation order), and the ids of the
+        non-crowd annotations whose mask decodes to no pixel (they cannot be prompted)."""
+        info = self.images[image_id]
+        instances, empty = [], []
+        for ann in self._annotations.get(image_id, []):
+            if ann.get('iscrowd', 0):
+                continue
+            mask = decode_segmentation(ann['segmentation'], info.height, info.width)
+            area = int(np.count_nonzero(mask))
+            if area:
+                instances.append(Instance(int(ann['id']), int(ann.get('category_id', 0)), mask, area))
+            else:
+                empty.append(int(ann['id']))
+        return instances, empty
