@@ -5,6 +5,7 @@ prompt. :class:`EfficientSamSegmenter` runs the model; :class:`GroundTruthSegmen
 :class:`BoxFillSegmenter` answer from the annotations, so the tools' bookkeeping can be checked
 against known results (oracle masks score 1.0; box-filled masks score their exact IoU).
 """
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
@@ -48,16 +49,18 @@ class Segmentation:
     scores: np.ndarray  # float [Q]: the model's predicted IoU of each returned mask
 
 
-class Segmenter:
+class Segmenter(ABC):
     """Interface: :meth:`set_image` once per image, then :meth:`segment` any number of batches."""
 
     needs_image = True  # False: set_image gets image=None and no file is decoded
 
+    @abstractmethod
     def set_image(self, image: Optional[np.ndarray], info: ImageInfo) -> None:
-        raise NotImplementedError
+        """Prepares for the prompts of one image (``image`` is uint8 ``HxWx3`` RGB)."""
 
+    @abstractmethod
     def segment(self, prompts: PromptBatch) -> Segmentation:
-        raise NotImplementedError
+        """One bool mask of the image's size per query."""
 
 
 class EfficientSamSegmenter(Segmenter):
@@ -87,6 +90,10 @@ class EfficientSamSegmenter(Segmenter):
         if self.predictor.image_embedding is None:
             raise RuntimeError('set_image must be called before segment')
         points, labels = self._queries(prompts)
+        limit = self.model.decoder_max_num_input_points
+        if points.shape[1] > limit:
+            raise ValueError(f'{points.shape[1]} prompt points per query (a box counts as 2) but the '
+                             f'model takes at most {limit}')
         h, w = self.predictor.original_size
         device, step = self.predictor.device, self.predictor.max_queries_per_batch
         masks, scores = [], []
@@ -138,3 +145,36 @@ class BoxFillSegmenter(Segmenter):
         ys, xs = np.arange(h)[:, None] + 0.5, np.arange(w)[None, :] + 0.5
         masks = np.stack([(xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2) for x1, y1, x2, y2 in prompts.boxes])
         return Segmentation(masks, np.ones(len(prompts)))
+
+
+def parse_model_config(spec: str):
+    """``ti`` / ``s``, a JSON object of architecture overrides, or the path of a JSON file."""
+    import json
+    import os
+    text = spec.strip()
+    if text.startswith('{'):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f'model config {spec!r} is not valid JSON: {err}') from err
+    if text.endswith('.json'):
+        if not os.path.isfile(text):
+            raise FileNotFoundError(f'model config file not found: {text}')
+        with open(text, encoding='utf-8') as f:
+            return json.load(f)
+    return text
+
+
+def resolve_checkpoint(spec: Optional[str]) -> Optional[str]:
+    """A local checkpoint path from a path or a model-zoo name (``efficientsam_ti``, ...)."""
+    import os
+    if spec is None or os.path.exists(spec) or os.sep in spec or spec.endswith(('.pt', '.pth')):
+        return spec
+    from ..zoo import get_checkpoint
+    return get_checkpoint(spec)
+
+
+def load_efficient_sam(config: str = 'ti', checkpoint: Optional[str] = None, device: str = 'cpu'):
+    """EfficientSAM in eval mode from CLI-style config and checkpoint strings."""
+    from ..models.efficient_sam import build_efficient_sam
+    return build_efficient_sam(parse_model_config(config), resolve_checkpoint(checkpoint)).to(device)

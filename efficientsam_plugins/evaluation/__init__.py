@@ -1,0 +1,23 @@
+"""Zero-shot evaluation of promptable segmentation (box/click mIoU) and of box-prompted instance
+segmentation (mask AP), shared by ``tools/eval_promptable.py``, ``tools/eval_zero_shot.py`` and
+the mmengine metric in :mod:`.metric` (imported only by configs, so this package needs no
+mmengine; pycocotools and OpenCV are imported when first used).
+"""
+from .clicks import center_click, next_positive_click, random_click
+from .dataset import ImageInfo, Instance, InstanceDataset, load_rgb_image
+from .io import atomic_write_json
+from .masks import decode_segmentation, encode_mask, mask_iou, size_bucket, tight_box
+from .promptable import (EvaluationResult, PromptProtocol, evaluate_dataset, evaluate_image,
+                         format_table, summarize)
+from .segmenters import (BoxFillSegmenter, EfficientSamSegmenter, GroundTruthSegmenter, PromptBatch,
+                         Segmentation, Segmenter, load_efficient_sam)
+from .zero_shot import evaluate_segmentation, load_detections, segment_detections
+
+__all__ = [
+    'PromptProtocol', 'evaluate_dataset', 'evaluate_image', 'summarize', 'format_table',
+    'EvaluationResult', 'InstanceDataset', 'ImageInfo', 'Instance', 'load_rgb_image', 'Segmenter',
+    'PromptBatch', 'Segmentation', 'EfficientSamSegmenter', 'GroundTruthSegmenter',
+    'BoxFillSegmenter', 'load_efficient_sam', 'center_click', 'random_click', 'next_positive_click',
+    'mask_iou', 'tight_box', 'size_bucket', 'decode_segmentation', 'encode_mask',
+    'atomic_write_json', 'load_detections', 'segment_detections', 'evaluate_segmentation',
+]

@@ -1,0 +1,179 @@
+"""Promptable (box / click) mIoU evaluation: every non-crowd ground-truth instance is prompted
+with its tight box and with 1..K simulated clicks, and the returned mask is scored by IoU.
+
+All prompts of an image share one image embedding: the boxes go in one decoder call, and the
+clicks of every instance go in one call per click round (points ``[Q, k, 2]``). Click rules are
+documented in :mod:`.clicks`.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .clicks import (CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS, click_rng, first_click, later_click,
+                     parse_click_counts)
+from .dataset import ImageInfo, Instance, InstanceDataset
+from .io import Progress
+from .masks import SIZE_BUCKETS, encode_mask, mask_iou, tight_box
+from .segmenters import PromptBatch, Segmenter
+
+
+@dataclass
+class PromptProtocol:
+    """Which prompts to evaluate and how clicks are placed (see :mod:`.clicks`)."""
+    box: bool = True
+    clicks: Tuple[int, ...] = (1, 3)
+    click_protocol: str = 'random'
+    later_clicks: str = 'error'
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.clicks = parse_click_counts(self.clicks)
+        if self.click_protocol not in CLICK_PROTOCOLS:
+            raise ValueError(f'unknown click protocol {self.click_protocol!r}; expected one of {CLICK_PROTOCOLS}')
+        if self.later_clicks not in LATER_CLICK_PROTOCOLS:
+            raise ValueError(f'unknown later-click protocol {self.later_clicks!r}; '
+                             f'expected one of {LATER_CLICK_PROTOCOLS}')
+        if not self.box and not self.clicks:
+            raise ValueError('nothing to evaluate: enable the box prompt or give click counts')
+
+    @property
+    def prompt_names(self) -> List[str]:
+        return (['box'] if self.box else []) + [click_name(k) for k in self.clicks]
+
+
+def click_name(k: int) -> str:
+    return f'{k}_click' if k == 1 else f'{k}_clicks'
+
+
+def parse_prompts(spec: Sequence[str]) -> Tuple[bool, Tuple[int, ...]]:
+    """``['box', '1', '3']`` to ``(True, (1, 3))``."""
+    box, clicks = False, []
+    for item in spec:
+        if item == 'box':
+            box = True
+        elif item.isdigit() and int(item) > 0:
+            clicks.append(int(item))
+        else:
+            raise ValueError(f'unknown prompt {item!r}: use "box" or a number of clicks such as 1 or 3')
+    return box, tuple(clicks)
+
+
+def _record(info: ImageInfo, inst: Instance, name: str, prompt: Dict[str, Any], mask: np.ndarray,
+            score: float, keep_masks: bool) -> Dict[str, Any]:
+    record = dict(image_id=info.id, annotation_id=inst.annotation_id, category_id=inst.category_id,
+                  area=inst.area, size=inst.size, prompt_name=name, prompt=prompt,
+                  iou=mask_iou(mask, inst.mask), predicted_iou=float(score))
+    if keep_masks:
+        record['segmentation'] = encode_mask(mask)
+    return record
+
+
+def evaluate_image(segmenter: Segmenter, info: ImageInfo, image: Optional[np.ndarray],
+                   instances: Sequence[Instance], protocol: PromptProtocol,
+                   keep_masks: bool = False) -> List[Dict[str, Any]]:
+    """Per-instance, per-prompt records (IoU, prompt, predicted IoU; RLE masks if ``keep_masks``)."""
+    if not instances:
+        return []
+    segmenter.set_image(image, info)
+    keys = [inst.annotation_id for inst in instances]
+    records = []
+    if protocol.box:
+        boxes = np.array([tight_box(inst.mask) for inst in instances], dtype=np.float32)
+        result = segmenter.segment(PromptBatch(keys, boxes=boxes))
+        for inst, box, mask, score in zip(instances, boxes, result.masks, result.scores):
+            records.append(_record(info, inst, 'box', {'box': box.tolist()}, mask, score, keep_masks))
+    if protocol.clicks:
+        records += _evaluate_clicks(segmenter, info, instances, protocol, keep_masks)
+    return records
+
+
+def _evaluate_clicks(segmenter: Segmenter, info: ImageInfo, instances: Sequence[Instance],
+                     protocol: PromptProtocol, keep_masks: bool) -> List[Dict[str, Any]]:
+    rngs = [click_rng(protocol.seed, info.id, inst.annotation_id) for inst in instances]
+    clicks = [[first_click(inst.mask, protocol.click_protocol, rng)] for inst, rng in zip(instances, rngs)]
+    predictions: List[Optional[np.ndarray]] = [None] * len(instances)
+    scores = [0.0] * len(instances)
+    active = list(range(len(instances)))
+    records = []
+    for round_ in range(1, max(protocol.clicks) + 1):
+        if round_ > 1:
+            still_active = []
+            for i in active:
+                click = later_click(predictions[i], instances[i].mask, protocol.later_clicks, rngs[i])
+                if click is not None:
+                    clicks[i].append(click)
+                    still_active.append(i)
+            active = still_active
+        if active:
+            points = np.array([clicks[i] for i in active], dtype=np.float32)
+            result = segmenter.segment(PromptBatch([instances[i].annotation_id for i in active], points=points))
+            for j, i in enumerate(active):
+                predictions[i], scores[i] = result.masks[j], float(result.scores[j])
+        if round_ in protocol.clicks:
+            name = click_name(round_)
+            for inst, pts, mask, score in zip(instances, clicks, predictions, scores):
+                records.append(_record(info, inst, name, {'points': [list(p) for p in pts]}, mask,
+                                       score, keep_masks))
+    return records
+
+
+@dataclass
+class EvaluationResult:
+    records: List[Dict[str, Any]]
+    summary: Dict[str, Any]
+    num_images: int
+    empty_annotation_ids: List[int] = field(default_factory=list)
+
+
+def evaluate_dataset(dataset: InstanceDataset, segmenter: Segmenter, protocol: PromptProtocol,
+                     image_ids: Optional[Iterable[int]] = None, keep_masks: bool = False,
+                     progress: bool = True) -> EvaluationResult:
+    """Runs :func:`evaluate_image` over the dataset (all images, or ``image_ids``)."""
+    ids = dataset.image_ids if image_ids is None else list(image_ids)
+    unknown = [i for i in ids if i not in dataset.images]
+    if unknown:
+        raise KeyError(f'image ids {unknown[:5]} are not in {dataset.ann_file}')
+    if segmenter.needs_image:
+        dataset.check_images_exist(ids)
+    bar = Progress(len(ids), 'images', enabled=progress)
+    records, empty = [], []
+    for image_id in ids:
+        info = dataset.images[image_id]
+        instances, empty_ids = dataset.instances(image_id)
+        empty += empty_ids
+        if instances:
+            image = dataset.load_image(image_id) if segmenter.needs_image else None
+            records += evaluate_image(segmenter, info, image, instances, protocol, keep_masks)
+        bar.update(note=f'{len(records)} prompts')
+    return EvaluationResult(records, summarize(records, protocol.prompt_names), len(ids), empty)
+
+
+def summarize(records: Sequence[Dict[str, Any]], prompt_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """mIoU per prompt, overall and per COCO size (None where a bucket has no instance)."""
+    names = list(prompt_names) if prompt_names is not None else sorted({r['prompt_name'] for r in records})
+    summary = {}
+    for name in names:
+        ious = [r for r in records if r['prompt_name'] == name]
+        entry = {'mIoU': _mean([r['iou'] for r in ious]), 'num_instances': len(ious)}
+        for bucket in SIZE_BUCKETS:
+            values = [r['iou'] for r in ious if r['size'] == bucket]
+            entry[bucket] = {'mIoU': _mean(values), 'num_instances': len(values)}
+        summary[name] = entry
+    return summary
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    return float(np.mean(values)) if len(values) else None
+
+
+def format_table(summary: Dict[str, Any]) -> str:
+    """A plain-text table of mIoU in percent (``-`` where a bucket is empty)."""
+    def pct(value):
+        return '-' if value is None else f'{100 * value:.1f}'
+    header = f'{"prompt":<10} {"mIoU":>6} {"small":>6} {"medium":>6} {"large":>6} {"instances":>9}'
+    lines = [header, '-' * len(header)]
+    for name, entry in summary.items():
+        lines.append(f'{name:<10} {pct(entry["mIoU"]):>6} ' + ' '.join(
+            f'{pct(entry[b]["mIoU"]):>6}' for b in SIZE_BUCKETS) + f' {entry["num_instances"]:>9}')
+    return '\n'.join(lines)

@@ -1,0 +1,143 @@
+"""Zero-shot instance segmentation: detector boxes in, one mask per box out, mask AP.
+
+Detections use the COCO results format (``image_id``, ``category_id``, ``bbox`` as x, y, w, h,
+``score``). Each box prompts the segmenter; the result keeps the detection's category and score,
+as in SAM's and EfficientSAM's zero-shot protocol, and is scored with pycocotools (COCO) or the
+``lvis`` package (LVIS).
+"""
+import contextlib
+import io
+import math
+from collections import defaultdict
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .dataset import InstanceDataset, read_json
+from .io import Progress
+from .masks import encode_mask, xywh_to_xyxy
+from .segmenters import PromptBatch, Segmenter
+
+COCO_METRICS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
+LVIS_METRICS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'APr', 'APc', 'APf')
+Detection = Tuple[int, Dict[str, Any]]  # (index in the detections file, the detection)
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def load_detections(path: str, dataset: InstanceDataset, score_thr: float = 0.0,
+                    max_per_image: Optional[int] = None) -> Dict[int, List[Detection]]:
+    """Validated detections per image, boxes clipped to the image, best ``max_per_image`` kept.
+
+    Every malformed entry (unknown image or category id, a box that is not 4 finite numbers with
+    positive width and height inside the image, a missing or non-finite score) is reported in one
+    error.
+    """
+    data = read_json(path, 'detections file')
+    if not isinstance(data, list):
+        raise ValueError(f'detections file {path} must hold a list of COCO-format results, '
+                         f'got a {type(data).__name__}')
+    problems, by_image = [], defaultdict(list)
+    for index, det in enumerate(data):
+        problem = _check_detection(det, dataset)
+        if problem:
+            problems.append(f'entry {index}: {problem}')
+            continue
+        if det['score'] >= score_thr:
+            info = dataset.images[det['image_id']]
+            x1, y1, x2, y2 = xywh_to_xyxy(det['bbox'])
+            clipped = [max(0.0, x1), max(0.0, y1), min(float(info.width), x2), min(float(info.height), y2)]
+            by_image[det['image_id']].append((index, dict(det, box_xyxy=clipped)))
+    if problems:
+        raise ValueError(f'detections file {path}: {len(problems)} of {len(data)} entries are malformed: '
+                         + '; '.join(problems[:5]) + (' ...' if len(problems) > 5 else ''))
+    for image_id, dets in by_image.items():
+        dets.sort(key=lambda item: -item[1]['score'])
+        if max_per_image is not None:
+            del dets[max_per_image:]
+    return dict(by_image)
+
+
+def _check_detection(det: Any, dataset: InstanceDataset) -> Optional[str]:
+    if not isinstance(det, dict):
+        return f'not a dict ({type(det).__name__})'
+    image_id = det.get('image_id')
+    if not isinstance(image_id, int) or image_id not in dataset.images:
+        return f'unknown image id {image_id!r}'
+    if dataset.categories and det.get('category_id') not in dataset.categories:
+        return f'unknown category id {det.get("category_id")!r}'
+    if not _finite_number(det.get('score')):
+        return f'score must be a finite number, got {det.get("score")!r}'
+    box = det.get('bbox')
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_finite_number(v) for v in box):
+        return f'bbox must be 4 finite numbers [x, y, w, h], got {box!r}'
+    if box[2] <= 0 or box[3] <= 0:
+        return f'bbox {box} has no positive width and height'
+    info = dataset.images[image_id]
+    x1, y1, x2, y2 = xywh_to_xyxy(box)
+    if x2 <= 0 or y2 <= 0 or x1 >= info.width or y1 >= info.height:
+        return f'bbox {box} lies outside the {info.width}x{info.height} image {image_id}'
+    return None
+
+
+def segment_detections(dataset: InstanceDataset, segmenter: Segmenter,
+                       detections: Dict[int, List[Detection]], progress: bool = True) -> List[Dict[str, Any]]:
+    """COCO-format segmentation results, one per detection, in image order then score order."""
+    image_ids = sorted(detections)
+    if segmenter.needs_image:
+        dataset.check_images_exist(image_ids)
+    bar = Progress(len(image_ids), 'images', enabled=progress)
+    results = []
+    for image_id in image_ids:
+        dets = detections[image_id]
+        image = dataset.load_image(image_id) if segmenter.needs_image else None
+        segmenter.set_image(image, dataset.images[image_id])
+        boxes = np.array([det['box_xyxy'] for _, det in dets], dtype=np.float32)
+        masks = segmenter.segment(PromptBatch([index for index, _ in dets], boxes=boxes)).masks
+        for (_, det), mask in zip(dets, masks):
+            results.append(dict(image_id=image_id, category_id=det['category_id'],
+                                bbox=[float(v) for v in det['bbox']], score=float(det['score']),
+                                segmentation=encode_mask(mask)))
+        bar.update(note=f'{len(results)} masks')
+    return results
+
+
+def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_format: str,
+                          max_dets: Optional[int] = None) -> Dict[str, Any]:
+    """Mask AP of ``results`` against ``ann_file``: ``{'AP': ..., 'APs': ..., 'summary': text}``."""
+    if not results:
+        raise ValueError('no segmentation results to evaluate (no detection passed the score threshold)')
+    text = io.StringIO()
+    if data_format == 'lvis':
+        try:
+            from lvis import LVIS, LVISEval, LVISResults
+        except ImportError as err:
+            raise ImportError('LVIS evaluation needs the lvis package: pip install lvis==0.5.3') from err
+        with contextlib.redirect_stdout(text):
+            gt = LVIS(ann_file)
+            evaluator = LVISEval(gt, LVISResults(gt, results, max_dets=max_dets or 300), 'segm')
+            evaluator.run()
+            evaluator.print_results()
+        metrics = {k: float(evaluator.results[k]) for k in LVIS_METRICS}
+    else:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+        with contextlib.redirect_stdout(text):
+            gt = COCO(ann_file)
+            evaluator = COCOeval(gt, gt.loadRes(results), 'segm')
+            if max_dets:
+                evaluator.params.maxDets = [1, 10, max_dets]
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        metrics = {k: float(v) for k, v in zip(COCO_METRICS, evaluator.stats[:6])}
+    metrics['summary'] = text.getvalue()
+    return metrics
+
+
+def format_ap_table(metrics: Dict[str, Any]) -> str:
+    names = [k for k in LVIS_METRICS if k in metrics]
+    header = ' '.join(f'{n:>6}' for n in names)
+    return header + '\n' + ' '.join(f'{100 * metrics[n]:>6.1f}' for n in names)

@@ -1,0 +1,125 @@
+"""The one checkpoint-conversion module: any supported checkpoint to the core ViT's weights.
+
+Recognised layouts (detected by where ``patch_embed.proj.weight`` sits):
+
+* official EfficientSAM (``image_encoder.``), SAM (``image_encoder.``, ``[1, H, W, C]`` position
+  grid), SAMI pretraining / mmpretrain / mmdet / mmseg (``backbone.``), detectron2 ViTDet
+  (``backbone.net.``), MAE / timm / this package's ViT (no prefix).
+
+Position embeddings are resized to the model's stored grid, relative-position tables to the
+model's lengths; heads, decoders, cls/mask tokens and (unless the model has one) the SAM neck are
+dropped. Anything else that does not fit — another width or depth, unknown keys — is an error that
+names the keys, never a silent partial load.
+"""
+import math
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import extract_state_dict, read_checkpoint
+from .vit import ViT, resize_rel_pos
+
+VIT_PREFIXES = ('backbone.net.', 'image_encoder.', 'backbone.', 'encoder.', 'module.', '')
+DROPPED_KEYS = ('cls_token', 'mask_token', 'dist_token')
+DROPPED_PREFIXES = ('head.', 'fc_norm.', 'decoder', 'pre_logits.')
+
+
+def resolve_checkpoint(source: Union[str, os.PathLike, Mapping[str, Any]]) -> Dict[str, Any]:
+    """Reads a checkpoint given as a dict, a path, a URL or ``zoo://NAME`` (downloaded, verified)."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    source = os.fspath(source)
+    if source.startswith('zoo://') or source.startswith(('http://', 'https://', 'file://')):
+        from ..zoo import get_checkpoint
+        source = get_checkpoint(source[len('zoo://'):] if source.startswith('zoo://') else source)
+    return read_checkpoint(source)
+
+
+def find_vit_prefix(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """The prefix under which a checkpoint keeps its ViT (see the module docstring)."""
+    for prefix in VIT_PREFIXES:
+        if prefix + 'patch_embed.proj.weight' in state_dict:
+            return prefix
+    raise ValueError('checkpoint holds no ViT: no "patch_embed.proj.weight" under any of the prefixes '
+                     f'{[p for p in VIT_PREFIXES if p]} or at the top level; first keys: {sorted(state_dict)[:6]}')
+
+
+def _resize_pos_embed(pos_embed: torch.Tensor, target: torch.Tensor, has_cls: bool) -> torch.Tensor:
+    """A position embedding (``[1, (1+)S*S, C]`` or SAM's ``[1, H, W, C]``) to the model's shape."""
+    if pos_embed.shape == target.shape:
+        return pos_embed
+    cls_slot = None
+    if pos_embed.ndim == 4:
+        grid = pos_embed
+    else:
+        if math.isqrt(pos_embed.shape[1]) ** 2 != pos_embed.shape[1]:
+            cls_slot, pos_embed = pos_embed[:, :1], pos_embed[:, 1:]
+        size = math.isqrt(pos_embed.shape[1])
+        grid = pos_embed.reshape(1, size, size, -1)
+    size = math.isqrt(target.shape[1] - int(has_cls))
+    resized = F.interpolate(grid.permute(0, 3, 1, 2).float(), size=(size, size), mode='bicubic',
+                            align_corners=False).permute(0, 2, 3, 1).reshape(1, size * size, -1)
+    if has_cls:
+        resized = torch.cat([torch.zeros_like(resized[:, :1]) if cls_slot is None else cls_slot.float(), resized], 1)
+    return resized.to(grid.dtype)
+
+
+def vit_state_dict(checkpoint: Mapping[str, Any], model: ViT,
+                   prefix: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Converts a checkpoint for ``model``; returns ``(state_dict, keys left at initialisation)``.
+
+    Only relative-position tables may be missing (ViTDet adds them to plain pretrained ViTs).
+    """
+    source = extract_state_dict(checkpoint)
+    prefix = find_vit_prefix(source) if prefix is None else prefix
+    own = model.state_dict()
+    converted: Dict[str, torch.Tensor] = {}
+    unexpected = []
+    for key, value in source.items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if name in own:
+            converted[name] = value
+        elif name in DROPPED_KEYS or name.startswith(DROPPED_PREFIXES):
+            continue
+        elif name.startswith('neck.') and model.neck is None:
+            continue
+        elif name.startswith('norm.') and model.norm is None:
+            continue
+        elif name.startswith('blocks.') and '.attn.rel_pos_' in name and not model.blocks[0].attn.use_rel_pos:
+            continue
+        else:
+            unexpected.append(name)
+    if 'pos_embed' in converted and converted['pos_embed'].shape[-1] == own['pos_embed'].shape[-1]:
+        converted['pos_embed'] = _resize_pos_embed(converted['pos_embed'], own['pos_embed'],
+                                                   model.pretrain_use_cls_token)
+    for name, value in list(converted.items()):
+        if '.attn.rel_pos_' in name and value.shape != own[name].shape and value.shape[1:] == own[name].shape[1:]:
+            converted[name] = resize_rel_pos(value, own[name].shape[0])
+    missing = [k for k in own if k not in converted]
+    initialised = [k for k in missing if '.attn.rel_pos_' in k]
+    missing = [k for k in missing if k not in initialised]
+    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+                  for k, v in converted.items() if v.shape != own[k].shape]
+    problems = []
+    if mismatched:
+        problems.append(f'shape mismatches ({"; ".join(mismatched[:4])}{" ..." if len(mismatched) > 4 else ""})')
+    if missing:
+        problems.append(f'missing keys ({", ".join(missing[:6])}{" ..." if len(missing) > 6 else ""})')
+    if unexpected:
+        problems.append(f'unexpected keys ({", ".join(unexpected[:6])}{" ..." if len(unexpected) > 6 else ""})')
+    if problems:
+        raise ValueError(f'checkpoint (ViT under prefix {prefix!r}) does not fit a ViT with '
+                         f'{model.embed_dim} dims and {model.depth} blocks: ' + '; '.join(problems))
+    return converted, initialised
+
+
+def load_vit_checkpoint(model: ViT, source: Union[str, os.PathLike, Mapping[str, Any]],
+                        prefix: Optional[str] = None) -> List[str]:
+    """Loads any supported checkpoint into ``model``; returns the keys left at initialisation."""
+    state_dict, initialised = vit_state_dict(resolve_checkpoint(source), model, prefix)
+    model.load_state_dict(state_dict, strict=False)
+    return initialised
