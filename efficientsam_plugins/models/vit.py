@@ -280,9 +280,9 @@ class ViT(nn.Module):
                 nn.Conv2d(neck_dims[0], neck_dims[-1], kernel_size=3, padding=1, bias=False),
                 LayerNorm2d(neck_dims[-1]))
             self.out_channels = neck_dims[-1]
-        self.init_weights()
+        self.reset_parameters()
 
-    def init_weights(self) -> None:
+    def reset_parameters(self) -> None:
         """MAE/timm initialisation: truncated-normal position embedding and linear weights."""
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         for module in self.modules():

@@ -1,0 +1,17 @@
+"""Mask R-CNN with a SAMI ViT-S backbone on COCO: the ViT-B recipe of ``sami_b_coco.py`` with the
+S width. Layer decay stays 0.7 and drop path 0.1: ViTDet ties the decay to the depth (0.7 for 12
+blocks, 0.8 for 24, 0.9 for 32) and S has B's 12 blocks.
+
+Weights: EfficientSAM-S (SAMI-pretrained image encoder) from the model zoo by default; a SAMI-S
+pretraining checkpoint loads the same way (``train.init_checkpoint=PATH``).
+"""
+from functools import partial
+
+from efficientsam_plugins.detectron2.lr_decay import vit_lr_decay_rate
+
+from .sami_b_coco import dataloader, lr_multiplier, model, optimizer, train
+
+model.backbone.net.arch = 's'
+train.output_dir = 'work_dirs/detectron2/sami_s_coco'
+train.init_checkpoint = 'zoo://efficientsam_s'
+optimizer.params.lr_factor_func = partial(vit_lr_decay_rate, lr_decay_rate=0.7, num_layers=12)

@@ -1,0 +1,55 @@
+"""A minutes-long CPU check of ``sami_ti_coco.py`` on the 33/27-image COCO subset ``../shared/data/coco_cc``.
+
+Same detector and recipe, shrunk for two CPU cores: 256-pixel LSJ (16x16 tokens, so windows of 8
+instead of 14, which would be mostly padding), 64 sampled RoIs per image and 100 proposals instead of
+512 and 1000, 2 images per iteration, 30 iterations with 3 warm-up iterations, evaluation with
+COCOEvaluator at the end. Random initialisation unless ``train.init_checkpoint=...`` is given.
+The data root can be moved with ``SAMI_COCO_CC_ROOT``. It checks that everything runs; its AP says
+nothing about the model.
+"""
+import os
+
+from detectron2.data import DatasetCatalog
+from detectron2.data.datasets import register_coco_instances
+
+from .common.coco_lsj import lsj_test_augmentations, lsj_train_augmentations
+from .common.schedule import vitdet_lr_multiplier
+from .sami_ti_coco import dataloader, model, optimizer, train
+
+_REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
+DATA_ROOT = os.environ.get('SAMI_COCO_CC_ROOT', os.path.join(_REPO_ROOT, '..', 'shared', 'data', 'coco_cc'))
+for _split in ('train2017', 'val2017'):
+    if f'coco_cc_{_split}' not in DatasetCatalog.list():
+        register_coco_instances(f'coco_cc_{_split}', {},
+                                os.path.join(DATA_ROOT, 'annotations', f'instances_{_split}.json'),
+                                os.path.join(DATA_ROOT, _split))
+
+IMAGE_SIZE = 256
+model.backbone.net.img_size = IMAGE_SIZE
+model.backbone.net.window_size = 8
+model.backbone.square_pad = IMAGE_SIZE
+model.proposal_generator.pre_nms_topk = (500, 500)
+model.proposal_generator.post_nms_topk = (100, 100)
+model.roi_heads.batch_size_per_image = 64
+# A barely trained classifier scores below the usual 0.05; keep its boxes so that AP is computed.
+model.roi_heads.box_predictor.test_score_thresh = 0.0
+
+dataloader.train.dataset.names = 'coco_cc_train2017'
+dataloader.train.mapper.augmentations = lsj_train_augmentations(IMAGE_SIZE)
+dataloader.train.total_batch_size = 2
+dataloader.train.num_workers = 0
+dataloader.test.dataset.names = 'coco_cc_val2017'
+dataloader.test.mapper.augmentations = lsj_test_augmentations(IMAGE_SIZE)
+dataloader.test.num_workers = 0
+
+train.output_dir = 'work_dirs/detectron2/sami_ti_coco_smoke'
+train.init_checkpoint = ''
+train.seed = 0
+train.max_iter = 30
+train.eval_period = train.max_iter
+train.log_period = 1
+train.checkpointer.period = train.max_iter
+train.checkpointer.max_to_keep = 1
+
+lr_multiplier = vitdet_lr_multiplier(train.max_iter, warmup_iters=3)
+optimizer.lr = 2e-4

@@ -1,0 +1,11 @@
+# ViTDet Mask R-CNN, SAMI-S backbone (384 dims), COCO, LSJ 1024, 100 epochs.
+# Paper (EfficientSAM, Table 3): box AP 49.8 / mask AP 44.2.
+_base_ = './_base_/sami_vitdet_mask-rcnn_lsj-100e.py'
+
+model = dict(
+    backbone=dict(
+        arch='s',
+        # A SAMI pretraining checkpoint (tools/train.py configs/sami/...), an official
+        # EfficientSAM one, or a model-zoo name such as 'zoo://efficientsam_ti'.
+        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/sami_vit-small_sam-vit-h_in1k-400e/epoch_400.pth')),
+    neck=dict(backbone_channel=384))

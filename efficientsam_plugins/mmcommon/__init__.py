@@ -1,0 +1,10 @@
+"""Pieces shared by the OpenMMLab adapters (mmdet, mmseg): backbone, pyramid neck, layer decay.
+
+Each adapter package registers these same classes in its toolbox's registries; nothing here
+re-implements the core, it only wraps :mod:`efficientsam_plugins.models`.
+"""
+from .backbone import SAMIViT
+from .layer_decay import SAMILayerDecayOptimWrapperConstructor, layer_decay_scale
+from .neck import SAMISimpleFPN
+
+__all__ = ['SAMIViT', 'SAMISimpleFPN', 'SAMILayerDecayOptimWrapperConstructor', 'layer_decay_scale']

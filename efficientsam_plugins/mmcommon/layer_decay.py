@@ -1,0 +1,49 @@
+"""Layer-wise learning-rate decay for any model whose backbone has ``get_layer_depth``."""
+from typing import List
+
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+NO_DECAY_NAMES = ('pos_embed', 'rel_pos_h', 'rel_pos_w', 'cls_token', 'mask_token')
+
+
+def layer_decay_scale(layer_id: int, num_layers: int, decay_rate: float) -> float:
+    """lr factor of a layer: the last layer (heads, neck) keeps 1, each earlier one x decay_rate."""
+    return decay_rate ** (num_layers - 1 - layer_id)
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class SAMILayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """ViTDet/BEiT layer decay over ``model.backbone.get_layer_depth``; everything else lr x1.
+
+    ``paramwise_cfg``: ``layer_decay_rate`` (e.g. 0.7), ``custom_keys`` as in mmengine
+    (``lr_mult``/``decay_mult`` by substring, longest match wins, e.g. ``{'backbone': dict(lr_mult=0.1)}``).
+    1-D parameters (norms, biases), position embeddings and relative-position tables get no weight
+    decay. Models without ``backbone.get_layer_depth`` (any other backbone dropped into a config)
+    train with plain per-parameter groups, so the constructor is safe to leave in a config.
+    """
+
+    def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
+        decay_rate = self.paramwise_cfg.get('layer_decay_rate', 1.0)
+        custom_keys = self.paramwise_cfg.get('custom_keys', {})
+        sorted_keys = sorted(sorted(custom_keys), key=len, reverse=True)
+        backbone = getattr(module, 'backbone', None)
+        get_layer_depth = getattr(backbone, 'get_layer_depth', None)
+        if get_layer_depth is None:
+            print_log(f'{type(self).__name__}: {type(backbone).__name__} has no get_layer_depth; '
+                      'no layer-wise decay', logger='current')
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            lr, weight_decay = self.base_lr, self.base_wd or 0.0
+            if get_layer_depth is not None and name.startswith('backbone.'):
+                lr *= layer_decay_scale(*get_layer_depth(name, 'backbone.'), decay_rate)
+            if param.ndim == 1 or name.split('.')[-1] in NO_DECAY_NAMES:
+                weight_decay = 0.0
+            key = next((k for k in sorted_keys if k in name), None)
+            if key is not None:
+                lr *= custom_keys[key].get('lr_mult', 1.0)
+                weight_decay *= custom_keys[key].get('decay_mult', 1.0)
+            params.append({'params': [param], 'lr': lr, 'weight_decay': weight_decay})

@@ -1,0 +1,70 @@
+"""SAM's training loss for EfficientSAM finetuning (pure torch).
+
+Mask loss = 20 * focal + 1 * dice (SAM, Kirillov et al. 2023, appendix A); of a query's candidate
+masks only the one with the lowest mask loss is back-propagated, so the three outputs can
+specialise on different interpretations of an ambiguous prompt. The IoU head regresses, with MSE,
+the true IoU of every candidate mask with the ground truth (the model's ranking signal at
+inference, where the highest predicted IoU is kept).
+"""
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
+                       gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss averaged over the pixels of each mask: ``[..., H, W]`` -> ``[...]``."""
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.flatten(-2).mean(-1)
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft dice loss of each mask: ``[..., H, W]`` -> ``[...]``."""
+    prob = logits.sigmoid().flatten(-2)
+    targets = targets.flatten(-2)
+    return 1 - (2 * (prob * targets).sum(-1) + eps) / (prob.sum(-1) + targets.sum(-1) + eps)
+
+
+@torch.no_grad()
+def binary_mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """IoU of ``logits >= 0`` with binary targets: ``[..., H, W]`` -> ``[...]`` (1 when both empty)."""
+    pred = (logits >= 0).flatten(-2)
+    gt = targets.flatten(-2) > 0.5
+    union = (pred | gt).sum(-1)
+    inter = (pred & gt).sum(-1)
+    return torch.where(union > 0, inter.float() / union.clamp(min=1), torch.ones_like(union, dtype=torch.float))
+
+
+def sam_loss(mask_logits: torch.Tensor, iou_predictions: torch.Tensor, targets: torch.Tensor,
+             focal_weight: float = 20.0, dice_weight: float = 1.0,
+             iou_weight: float = 1.0) -> Dict[str, torch.Tensor]:
+    """Minimum-over-candidates mask loss plus the IoU-head MSE.
+
+    Args:
+        mask_logits: ``[Q, M, H, W]`` candidate masks of Q queries.
+        iou_predictions: ``[Q, M]``.
+        targets: ``[Q, H, W]`` ground truth at the logits' resolution (bool or float in {0, 1}).
+
+    Returns:
+        ``loss_focal``, ``loss_dice`` (weighted, of the selected candidates), ``loss_iou``
+        (weighted) and, for logging, ``mask_iou`` (mean true IoU of the selected candidates).
+    """
+    if mask_logits.ndim != 4 or targets.shape != (mask_logits.shape[0], *mask_logits.shape[2:]):
+        raise ValueError(f'mask_logits {tuple(mask_logits.shape)} and targets {tuple(targets.shape)} '
+                         f'must be [Q, M, H, W] and [Q, H, W]')
+    targets = targets.to(mask_logits.dtype)[:, None].expand_as(mask_logits)
+    focal = sigmoid_focal_loss(mask_logits, targets)
+    dice = dice_loss(mask_logits, targets)
+    best = (focal_weight * focal + dice_weight * dice).argmin(1, keepdim=True)
+    true_iou = binary_mask_iou(mask_logits.detach(), targets)
+    return dict(
+        loss_focal=focal_weight * focal.gather(1, best).mean(),
+        loss_dice=dice_weight * dice.gather(1, best).mean(),
+        loss_iou=iou_weight * F.mse_loss(iou_predictions, true_iou.to(iou_predictions.dtype)),
+        mask_iou=true_iou.gather(1, best).mean())

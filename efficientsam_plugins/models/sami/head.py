@@ -1,0 +1,60 @@
+"""SAMI's head: a linear projection to the teacher's width and the reconstruction loss."""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+CRITERIA = ('mse', 'cosine')
+
+
+class ReconstructionLoss(nn.Module):
+    """Feature reconstruction loss over all tokens.
+
+    ``'mse'`` (the paper's default) is the mean squared error over tokens and channels;
+    ``'cosine'`` (the paper's ablation) is ``1 - cos`` between each token's prediction and target,
+    averaged over tokens.
+    """
+
+    def __init__(self, criterion: str = 'mse', loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if criterion not in CRITERIA:
+            raise ValueError(f'unknown reconstruction criterion {criterion!r}; expected one of {CRITERIA}')
+        self.criterion, self.loss_weight = criterion, loss_weight
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``pred`` and ``target`` are ``[B, L, C]``; returns a scalar."""
+        if pred.shape != target.shape:
+            raise ValueError(f'prediction {tuple(pred.shape)} and target {tuple(target.shape)} '
+                             f'differ: is the head projecting to the teacher\'s channels?')
+        pred, target = pred.float(), target.float()
+        if self.criterion == 'mse':
+            loss = F.mse_loss(pred, target)
+        else:
+            loss = (1.0 - F.cosine_similarity(pred, target, dim=-1)).mean()
+        return loss * self.loss_weight
+
+    def extra_repr(self) -> str:
+        return f'criterion={self.criterion!r}, loss_weight={self.loss_weight}'
+
+
+class ProjectionHead(nn.Module):
+    """Projects decoder tokens ``[B, L, in_channels]`` to the teacher's ``out_channels``."""
+
+    def __init__(self, in_channels: int = 512, out_channels: int = 256,
+                 loss: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.proj = nn.Linear(in_channels, out_channels)
+        self.loss_module = loss if loss is not None else ReconstructionLoss()
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(tokens)
+
+    def loss(self, tokens: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Reconstruction loss of the projected ``tokens`` against ``target`` ``[B, L, C_t]``."""
+        return self.loss_module(self.proj(tokens), target)

@@ -1,0 +1,270 @@
+"""SAMI's teachers (target generators): frozen image encoders with one interface.
+
+A teacher maps the student's (normalised) images ``[B, 3, H, W]`` to target features
+``[B, C, h, w]`` on the student's token grid. It runs either at the student's resolution (position
+embeddings interpolated to the smaller grid) or at a fixed resolution such as SAM's 1024, its
+output then resampled to the student's grid (RoIAlign over the whole image, exactly as cached maps
+are cut, see :mod:`.views`). The target is the 256-d neck output or the last ViT block.
+
+Teachers are frozen: no gradients, always in eval mode, ``init_weights`` leaves them alone. Held by
+:class:`TeacherSlot`, they also stay out of the student's module tree (state dict, optimizer,
+parent ``init_cfg``, DDP) while still following ``.to(device)``.
+"""
+import functools
+import os
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..checkpoint import extract_state_dict, load_state_dict_strict, read_checkpoint
+from ..vit import ViT, resize_abs_pos
+from .views import resize_to_grid
+
+LAYERS = ('neck', 'last_block')
+
+SAM_ARCHS: Dict[str, Dict[str, Any]] = {
+    'vit_h': dict(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31),
+                  zoo_name='sam_vit_h', filename='sam_vit_h_4b8939.pth'),
+    'vit_l': dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23),
+                  zoo_name='sam_vit_l', filename='sam_vit_l_0b3195.pth'),
+    'vit_b': dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11),
+                  zoo_name='sam_vit_b', filename='sam_vit_b_01ec64.pth'),
+}
+_SAM_ALIASES = {'h': 'vit_h', 'huge': 'vit_h', 'vit-h': 'vit_h', 'l': 'vit_l', 'large': 'vit_l',
+                'vit-l': 'vit_l', 'b': 'vit_b', 'base': 'vit_b', 'vit-b': 'vit_b'}
+_SAM_DEFAULTS = dict(img_size=1024, patch_size=16, window_size=14, out_chans=256, mlp_ratio=4.0)
+
+EFFICIENTSAM_FILES = {'ti': ('efficientsam_ti', 'efficient_sam_vitt.pt'),
+                      's': ('efficientsam_s', 'efficient_sam_vits.pt')}
+
+
+def resolve_checkpoint(checkpoint: Union[str, os.PathLike], what: str, expected: str,
+                       zoo_name: Optional[str]) -> str:
+    """A local file for ``checkpoint`` (a path or a zoo name); the error names the expected file."""
+    from ...zoo import ZooError, get_checkpoint
+    try:
+        return get_checkpoint(checkpoint)
+    except (ZooError, OSError) as err:
+        how = f'`python tools/zoo.py download {zoo_name}` fetches it, or ' if zoo_name else ''
+        raise FileNotFoundError(
+            f'{what} checkpoint {os.fspath(checkpoint)!r} not found; expected the official file '
+            f'{expected} ({how}pass its path as checkpoint=...). Details: {err}') from err
+
+
+def load_image_encoder(module: nn.Module, path: str, what: str, expected: str) -> None:
+    """Loads the ``image_encoder.*`` entries of a SAM/EfficientSAM checkpoint strictly."""
+    state_dict = extract_state_dict(read_checkpoint(path))
+    prefix = 'image_encoder.'
+    encoder_sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not encoder_sd:
+        sample = ', '.join(sorted(state_dict)[:5])
+        raise ValueError(f'{path} has no "{prefix}*" keys, so it is not a {what} checkpoint '
+                         f'(expected {expected}); its keys start with: {sample}')
+    load_state_dict_strict(module, encoder_sd, f'{what} checkpoint {path} (expected {expected})')
+
+
+class FrozenTeacher(nn.Module):
+    """Base class: subclasses build their encoder, set ``out_channels`` and implement ``encode``.
+
+    Args:
+        resolution: ``'student'`` runs the encoder on the student's images as they are; an int
+            resizes them (bilinear) to that square size first, e.g. 1024 for SAM's native grid.
+        layer: ``'neck'`` (256-d SAM neck output) or ``'last_block'`` (the last ViT block).
+    """
+
+    out_channels: int
+
+    def __init__(self, resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
+        super().__init__()
+        if resolution != 'student' and not (isinstance(resolution, int) and resolution > 0):
+            raise ValueError(f"teacher resolution must be 'student' or a positive int, got {resolution!r}")
+        if layer not in LAYERS:
+            raise ValueError(f'unknown teacher layer {layer!r}; expected one of {LAYERS}')
+        self.resolution, self.layer = resolution, layer
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Target map ``[B, C, h, w]`` of images already at the teacher's input size."""
+        raise NotImplementedError(f'{type(self).__name__} must implement encode()')
+
+    def freeze(self) -> 'FrozenTeacher':
+        for param in self.parameters():
+            param.requires_grad_(False)
+        return self.train(False)
+
+    def train(self, mode: bool = True) -> 'FrozenTeacher':
+        """Always eval mode, whatever a parent asks."""
+        return super().train(False)
+
+    def init_weights(self) -> None:
+        """Keeps the loaded weights: a parent's ``init_cfg`` must never re-initialise a teacher."""
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """The student's images resized to the teacher's input size."""
+        if self.resolution == 'student' or tuple(images.shape[-2:]) == (self.resolution,) * 2:
+            return images
+        return F.interpolate(images, size=(self.resolution, self.resolution), mode='bilinear',
+                             align_corners=False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, grid_hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """Targets ``[B, C, *grid_hw]`` (the encoder's own grid when ``grid_hw`` is None)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f'teacher expects images [B, 3, H, W], got {tuple(images.shape)}')
+        maps = self.encode(self.prepare(images))
+        return maps if grid_hw is None else resize_to_grid(maps, grid_hw)
+
+    def describe(self) -> Dict[str, Any]:
+        """What makes two teachers' features interchangeable (recorded in feature caches)."""
+        return dict(type=type(self).__name__, resolution=self.resolution, layer=self.layer,
+                    out_channels=self.out_channels)
+
+
+class SAMTeacher(FrozenTeacher):
+    """A SAM image encoder (``segment_anything``'s ``ImageEncoderViT``) as SAMI's teacher.
+
+    Args:
+        arch: ``'vit_h'``, ``'vit_l'``, ``'vit_b'``, or a dict with ``embed_dim``, ``depth``,
+            ``num_heads``, ``global_attn_indexes`` (and optionally ``img_size``, ``patch_size``,
+            ``window_size``, ``out_chans``, ``mlp_ratio``) for custom encoders.
+        checkpoint: an official SAM checkpoint (path or zoo name such as ``'sam_vit_h'``); only its
+            ``image_encoder.*`` entries are loaded, strictly. None keeps random weights (for
+            benchmarks and smoke tests only).
+        resolution, layer: see :class:`FrozenTeacher`.
+    """
+
+    def __init__(self, arch: Union[str, Dict[str, Any]] = 'vit_h',
+                 checkpoint: Optional[Union[str, os.PathLike]] = 'sam_vit_h',
+                 resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
+        super().__init__(resolution, layer)
+        try:
+            from segment_anything.modeling import ImageEncoderViT
+        except ImportError as err:
+            raise ImportError('SAMTeacher needs the segment_anything package '
+                              '(pip install segment-anything)') from err
+        if isinstance(arch, str):
+            key = _SAM_ALIASES.get(arch.lower(), arch.lower())
+            if key not in SAM_ARCHS:
+                raise ValueError(f'unknown SAM arch {arch!r}; expected one of {sorted(SAM_ARCHS)} '
+                                 f'or a dict')
+            spec = {**_SAM_DEFAULTS, **SAM_ARCHS[key]}
+            self.arch_name = key
+        else:
+            required = {'embed_dim', 'depth', 'num_heads', 'global_attn_indexes'}
+            missing = required - set(arch)
+            if missing:
+                raise ValueError(f'custom SAM arch lacks {sorted(missing)}')
+            spec = {**_SAM_DEFAULTS, 'zoo_name': None, 'filename': 'a SAM checkpoint of this arch',
+                    **arch}
+            self.arch_name = 'custom'
+        self.spec = spec
+        what = f'SAM {self.arch_name}'
+        path = (resolve_checkpoint(checkpoint, f'{what} teacher', spec['filename'], spec['zoo_name'])
+                if checkpoint is not None else None)
+        self.encoder = ImageEncoderViT(
+            img_size=spec['img_size'], patch_size=spec['patch_size'], embed_dim=spec['embed_dim'],
+            depth=spec['depth'], num_heads=spec['num_heads'], mlp_ratio=spec['mlp_ratio'],
+            out_chans=spec['out_chans'], qkv_bias=True,
+            norm_layer=functools.partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True,
+            rel_pos_zero_init=True, window_size=spec['window_size'],
+            global_attn_indexes=tuple(spec['global_attn_indexes']))
+        self.patch_size = spec['patch_size']
+        self.out_channels = spec['out_chans'] if layer == 'neck' else spec['embed_dim']
+        if path is not None:
+            load_image_encoder(self.encoder, path, what, spec['filename'])
+        self.checkpoint = path
+        self.freeze()
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        enc = self.encoder
+        if images.shape[-2] % self.patch_size or images.shape[-1] % self.patch_size:
+            raise ValueError(f'teacher input {tuple(images.shape[-2:])} is not divisible by its '
+                             f'patch size {self.patch_size}')
+        x = enc.patch_embed(images)
+        pos = enc.pos_embed
+        x = x + resize_abs_pos(pos.reshape(1, -1, pos.shape[-1]), False, x.shape[1:3]).to(x.dtype)
+        for block in enc.blocks:
+            x = block(x)
+        x = x.permute(0, 3, 1, 2)
+        return enc.neck(x) if self.layer == 'neck' else x
+
+    def describe(self) -> Dict[str, Any]:
+        keys = ('embed_dim', 'depth', 'num_heads', 'global_attn_indexes', 'img_size', 'patch_size',
+                'window_size', 'out_chans')
+        arch = {k: (list(self.spec[k]) if k == 'global_attn_indexes' else self.spec[k]) for k in keys}
+        return dict(super().describe(), arch=self.arch_name, spec=arch,
+                    checkpoint=os.path.basename(self.checkpoint) if self.checkpoint else None)
+
+
+class EncoderTeacher(FrozenTeacher):
+    """Any image encoder of the core (a :class:`~efficientsam_plugins.models.vit.ViT`) as teacher.
+
+    ``layer='neck'`` needs an encoder with a neck (e.g. EfficientSAM's image encoder).
+    """
+
+    def __init__(self, encoder: ViT, resolution: Union[str, int] = 'student',
+                 layer: str = 'neck') -> None:
+        super().__init__(resolution, layer)
+        if layer == 'neck' and encoder.neck is None:
+            raise ValueError("layer='neck' needs an encoder with a neck (neck_dims); use "
+                             "layer='last_block' for a plain ViT")
+        self.encoder = encoder
+        self.out_channels = encoder.out_channels if layer == 'neck' else encoder.embed_dim
+        self.freeze()
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.encoder.forward_features(images)
+        return self.encoder.neck(x) if self.layer == 'neck' else x
+
+
+class EfficientSAMTeacher(EncoderTeacher):
+    """An EfficientSAM image encoder (``'ti'`` or ``'s'``) loaded from an EfficientSAM checkpoint."""
+
+    def __init__(self, arch: str = 'ti', checkpoint: Optional[Union[str, os.PathLike]] = 'efficientsam_ti',
+                 resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
+        from ..efficient_sam.efficient_sam import resolve_config
+        cfg = resolve_config(arch)
+        arch_name = {192: 'ti', 384: 's'}.get(cfg['embed_dim'], 'custom')
+        zoo_name, filename = EFFICIENTSAM_FILES.get(arch_name, (None, 'an EfficientSAM checkpoint'))
+        what = f'EfficientSAM {arch_name}'
+        path = (resolve_checkpoint(checkpoint, f'{what} teacher', filename, zoo_name)
+                if checkpoint is not None else None)
+        encoder = ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
+                      img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
+                      neck_dims=list(cfg['neck_dims']))
+        if path is not None:
+            load_image_encoder(encoder, path, what, filename)
+        super().__init__(encoder, resolution, layer)
+        self.arch_name = arch_name
+        self.checkpoint = path
+
+    def describe(self) -> Dict[str, Any]:
+        return dict(super().describe(), arch=self.arch_name,
+                    checkpoint=os.path.basename(self.checkpoint) if self.checkpoint else None)
+
+
+class TeacherSlot(nn.Module):
+    """Keeps a teacher out of the module tree while it still follows ``.to()``/``.cuda()``/``.half()``.
+
+    The teacher is invisible to ``parameters()``, ``state_dict()`` (so checkpoints never carry
+    it), ``apply``/``init_weights`` of parents and DDP's parameter and buffer sync.
+    """
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, '_teacher', teacher)
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self._teacher
+
+    def _apply(self, fn, recurse: bool = True):
+        self._teacher._apply(fn, recurse)
+        return super()._apply(fn, recurse)
+
+    def forward(self, *args, **kwargs):
+        return self._teacher(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f'teacher={type(self._teacher).__name__} (outside the module tree)'

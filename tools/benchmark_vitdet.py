@@ -1,0 +1,69 @@
+"""CPU/GPU latency of the ViTDet SAMI backbones: backbone + pyramid, and whole Mask R-CNN inference.
+
+    python tools/benchmark_vitdet.py                 # Ti, S, B at 1024x1024
+    python tools/benchmark_vitdet.py --variants ti --runs 3
+
+Builds the models of ``configs/vitdet/sami_{variant}_coco.py`` (random weights) and reports the
+median of ``--runs`` timed forwards after ``--warmup`` untimed ones.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+sys.path.insert(0, REPO)
+
+
+def median_seconds(fn, runs: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--variants', nargs='+', default=['ti', 's', 'b'], choices=['ti', 's', 'b'])
+    parser.add_argument('--size', type=int, default=1024)
+    parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--device', default='cpu')
+    args = parser.parse_args(argv)
+
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    import efficientsam_plugins.mmdet  # noqa: F401
+    init_default_scope('mmdet')
+
+    print(f'torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, '
+          f'{args.size}x{args.size}, median of {args.runs} runs after {args.warmup} warm-up')
+    print('| backbone | params (backbone+neck) | backbone+pyramid ms | Mask R-CNN inference ms/image |')
+    print('|---|---|---|---|')
+    for variant in args.variants:
+        cfg = Config.fromfile(os.path.join(REPO, 'configs', 'vitdet', f'sami_{variant}_coco.py'))
+        cfg.model.backbone.init_cfg = None
+        model = MODELS.build(cfg.model).to(args.device).eval()
+        image = torch.rand(1, 3, args.size, args.size, device=args.device)
+        sample = DetDataSample(metainfo=dict(img_shape=(args.size, args.size), ori_shape=(args.size, args.size),
+                                             scale_factor=(1.0, 1.0), batch_input_shape=(args.size, args.size)))
+        features = median_seconds(lambda: model.extract_feat(image), args.runs, args.warmup)
+        whole = median_seconds(lambda: model.predict(image, [sample]), args.runs, args.warmup)
+        params = sum(p.numel() for p in list(model.backbone.parameters()) + list(model.neck.parameters()))
+        print(f'| SAMI-{variant.upper()} | {params / 1e6:.1f} M | {features * 1e3:.0f} | {whole * 1e3:.0f} |',
+              flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
