@@ -15,9 +15,8 @@ import efficientsam_plugins.mmdet  # noqa: E402,F401
 from efficientsam_plugins.mmcommon import SAMIViT  # noqa: E402
 from efficientsam_plugins.models.vit import ViT  # noqa: E402
 
-from .conftest import REPO_ROOT, SHARED  # noqa: E402
-
-COCO_CC = os.path.join(SHARED, 'data', 'coco_cc') + '/'
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
+COCO_CC = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'coco_cc') + '/'
 
 
 def build_detector(cfg):

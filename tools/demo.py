@@ -4,8 +4,10 @@
     python tools/demo.py --checkpoint efficient_sam_vitt.pt
     python tools/demo.py --image my.jpg --box 10 20 200 300 --point 100 150 --output out.png
 
-Without ``--checkpoint`` the model has random weights: the pipeline runs end to end but the masks
-are meaningless, and the demo says so.
+Without ``--checkpoint`` the demo fetches the released weights from the model zoo (verified, cached
+in ``$EFFICIENTSAM_HOME``). Where that is impossible (no network, ``EFFICIENTSAM_OFFLINE=1``) or
+with ``--random-weights`` it runs end to end on random weights and says plainly that the masks
+are meaningless.
 """
 import argparse
 import os
@@ -17,6 +19,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor  # noqa: E402
+from efficientsam_plugins.zoo import ZooError, get_checkpoint  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 DEFAULT_IMAGE = os.path.join(REPO, 'data', 'coco_mini', 'val2017', '000000002149.jpg')
@@ -35,7 +38,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--image', default=DEFAULT_IMAGE, help='RGB image (default: bundled COCO image)')
     parser.add_argument('--model', default='ti', choices=['ti', 's'], help='EfficientSAM variant')
-    parser.add_argument('--checkpoint', help='official EfficientSAM checkpoint (.pt)')
+    parser.add_argument('--checkpoint', help='EfficientSAM checkpoint: path, URL or zoo://NAME '
+                        '(default: the released weights from the model zoo)')
+    parser.add_argument('--random-weights', action='store_true', help='skip the download, random weights')
     parser.add_argument('--box', type=float, nargs=4, metavar=('X1', 'Y1', 'X2', 'Y2'))
     parser.add_argument('--point', type=float, nargs=2, metavar=('X', 'Y'))
     parser.add_argument('--output', default=os.path.join('outputs', 'demo_overlay.png'))
@@ -52,12 +57,19 @@ def main(argv=None) -> int:
     point = args.point or (DEFAULT_POINT if default_image else None)
     if box is None and point is None:
         raise SystemExit('error: give --box and/or --point for your own image')
-    if args.checkpoint is None:
-        print('WARNING: no --checkpoint given: the model has RANDOM weights, so the masks below are '
-              'meaningless; pass an official EfficientSAM checkpoint for real masks.', file=sys.stderr)
+    checkpoint = args.checkpoint
+    if checkpoint is None and not args.random_weights:
+        try:
+            checkpoint = get_checkpoint(f'efficientsam_{args.model}')
+        except ZooError as err:
+            print(f'could not get the released weights: {err}', file=sys.stderr)
+    if checkpoint is None:
+        print('WARNING: running with RANDOM weights, so the masks below are meaningless; pass '
+              '--checkpoint efficient_sam_vitt.pt (or connect to the network) for real masks.',
+              file=sys.stderr)
 
     image = np.asarray(Image.open(args.image).convert('RGB'))
-    predictor = EfficientSamPredictor.from_pretrained(args.model, args.checkpoint, args.device)
+    predictor = EfficientSamPredictor.from_pretrained(args.model, checkpoint, args.device)
     start = time.perf_counter()
     predictor.set_image(image)
     print(f'image {image.shape[1]}x{image.shape[0]} embedded in {time.perf_counter() - start:.2f}s')
@@ -84,7 +96,7 @@ def main(argv=None) -> int:
         canvas.paste(panel, (i * image.shape[1], 0))
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     canvas.save(args.output)
-    print(f'wrote {args.output}' + ('' if args.checkpoint else ' (random weights: masks are meaningless)'))
+    print(f'wrote {args.output}' + ('' if checkpoint else ' (random weights: masks are meaningless)'))
     return 0
 
 

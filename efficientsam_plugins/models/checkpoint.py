@@ -30,6 +30,17 @@ def read_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
     return dict(obj)
 
 
+def resolve_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
+    """Reads a checkpoint given as a dict, a path, a URL or ``zoo://NAME`` (downloaded, verified)."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    source = os.fspath(source)
+    if source.startswith(('zoo://', 'http://', 'https://', 'file://')):
+        from ..zoo import get_checkpoint
+        source = get_checkpoint(source[len('zoo://'):] if source.startswith('zoo://') else source)
+    return read_checkpoint(source)
+
+
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     """The state dict inside a checkpoint: under ``model`` / ``state_dict``, or the dict itself."""
     for key in ('model', 'state_dict'):

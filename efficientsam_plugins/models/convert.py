@@ -18,23 +18,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import extract_state_dict, read_checkpoint
+from .checkpoint import extract_state_dict, resolve_checkpoint
 from .vit import ViT, resize_rel_pos
 
 VIT_PREFIXES = ('backbone.net.', 'image_encoder.', 'backbone.', 'encoder.', 'module.', '')
 DROPPED_KEYS = ('cls_token', 'mask_token', 'dist_token')
 DROPPED_PREFIXES = ('head.', 'fc_norm.', 'decoder', 'pre_logits.')
-
-
-def resolve_checkpoint(source: Union[str, os.PathLike, Mapping[str, Any]]) -> Dict[str, Any]:
-    """Reads a checkpoint given as a dict, a path, a URL or ``zoo://NAME`` (downloaded, verified)."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    source = os.fspath(source)
-    if source.startswith('zoo://') or source.startswith(('http://', 'https://', 'file://')):
-        from ..zoo import get_checkpoint
-        source = get_checkpoint(source[len('zoo://'):] if source.startswith('zoo://') else source)
-    return read_checkpoint(source)
 
 
 def find_vit_prefix(state_dict: Mapping[str, torch.Tensor]) -> str:

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointSource, extract_state_dict, load_state_dict_strict, read_checkpoint
+from ..checkpoint import CheckpointSource, extract_state_dict, load_state_dict_strict, resolve_checkpoint
 from ..vit import ViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import LABEL_PADDING, PromptEncoder
@@ -145,7 +145,10 @@ def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
 
 def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
                         checkpoint: Optional[CheckpointSource] = None) -> EfficientSam:
-    """Builds EfficientSAM and, given a checkpoint (path or ``{"model": state_dict}``), loads it strictly.
+    """Builds EfficientSAM and, given a checkpoint, loads it strictly.
+
+    ``checkpoint`` is a path, a URL, ``zoo://efficientsam_ti`` (downloaded and verified) or an
+    already-loaded ``{"model": state_dict}``.
 
     Returned in eval mode, like the official builders.
     """
@@ -169,6 +172,6 @@ def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
             upscaling_layer_dims=list(cfg['upscaling'])))
     if checkpoint is not None:
         what = checkpoint if isinstance(checkpoint, (str, bytes)) else 'checkpoint'
-        state_dict = extract_state_dict(read_checkpoint(checkpoint))
+        state_dict = extract_state_dict(resolve_checkpoint(checkpoint))
         load_state_dict_strict(model, state_dict, f'EfficientSAM checkpoint {what}')
     return model.eval()

@@ -58,10 +58,18 @@ class EfficientSamPredictor:
         self.reset_image()
 
     @classmethod
-    def from_pretrained(cls, config: str = 'ti', checkpoint=None, device='cpu', **kwargs) -> 'EfficientSamPredictor':
-        """A predictor around :func:`build_efficient_sam` ``(config, checkpoint)`` on ``device``."""
+    def from_pretrained(cls, name: str = 'efficientsam_ti', checkpoint=None, device='cpu',
+                        **kwargs) -> 'EfficientSamPredictor':
+        """A predictor on ``device`` for a model-zoo name or a config plus checkpoint.
+
+        ``from_pretrained('efficientsam_ti')`` downloads (once) and verifies the released weights;
+        ``from_pretrained('ti', 'path/to.pt')`` builds the ``'ti'`` config with a local checkpoint.
+        """
         from .efficient_sam import build_efficient_sam
-        return cls(build_efficient_sam(config, checkpoint).to(device), **kwargs)
+        zoo_configs = {'efficientsam_ti': 'ti', 'efficientsam_s': 's'}
+        if name in zoo_configs:
+            name, checkpoint = zoo_configs[name], checkpoint or f'zoo://{name}'
+        return cls(build_efficient_sam(name, checkpoint).to(device), **kwargs)
 
     @property
     def device(self) -> torch.device:
