@@ -6,5 +6,7 @@ re-implements the core, it only wraps :mod:`efficientsam_plugins.models`.
 from .backbone import SAMIViT
 from .layer_decay import SAMILayerDecayOptimWrapperConstructor, layer_decay_scale
 from .neck import SAMISimpleFPN
+from .zoo_scheme import load_from_zoo
 
-__all__ = ['SAMIViT', 'SAMISimpleFPN', 'SAMILayerDecayOptimWrapperConstructor', 'layer_decay_scale']
+__all__ = ['SAMIViT', 'SAMISimpleFPN', 'SAMILayerDecayOptimWrapperConstructor', 'layer_decay_scale',
+           'load_from_zoo']

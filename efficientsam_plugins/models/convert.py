@@ -28,11 +28,16 @@ DROPPED_PREFIXES = ('head.', 'fc_norm.', 'decoder', 'pre_logits.')
 
 def find_vit_prefix(state_dict: Mapping[str, torch.Tensor]) -> str:
     """The prefix under which a checkpoint keeps its ViT (see the module docstring)."""
-    for prefix in VIT_PREFIXES:
-        if prefix + 'patch_embed.proj.weight' in state_dict:
-            return prefix
-    raise ValueError('checkpoint holds no ViT: no "patch_embed.proj.weight" under any of the prefixes '
-                     f'{[p for p in VIT_PREFIXES if p]} or at the top level; first keys: {sorted(state_dict)[:6]}')
+    suffix = 'patch_embed.proj.weight'
+    found = sorted({key[:-len(suffix)] for key in state_dict if key.endswith(suffix)})
+    if len(found) == 1:
+        return found[0]
+    known = [prefix for prefix in VIT_PREFIXES if prefix in found]
+    if known:
+        return known[0]
+    if found:
+        raise ValueError(f'checkpoint holds several ViTs under {found}; pass the prefix to load')
+    raise ValueError(f'checkpoint holds no ViT: no key ends with "{suffix}"; first keys: {sorted(state_dict)[:6]}')
 
 
 def _resize_pos_embed(pos_embed: torch.Tensor, target: torch.Tensor, has_cls: bool) -> torch.Tensor:
@@ -112,3 +117,71 @@ def load_vit_checkpoint(model: ViT, source: Union[str, os.PathLike, Mapping[str,
     state_dict, initialised = vit_state_dict(resolve_checkpoint(source), model, prefix)
     model.load_state_dict(state_dict, strict=False)
     return initialised
+
+
+BACKBONE_TARGETS = {
+    # target: (key holding the state dict, prefix of the ViT inside the detector / classifier)
+    'mmdet': ('state_dict', 'backbone.'),
+    'mmseg': ('state_dict', 'backbone.'),
+    'mmpretrain': ('state_dict', 'backbone.'),
+    'detectron2': ('model', 'backbone.net.'),
+    'vit': ('state_dict', ''),
+}
+
+
+def vit_backbone_weights(checkpoint: Mapping[str, Any], keep_neck: bool = False) -> Dict[str, torch.Tensor]:
+    """The ViT weights of any supported checkpoint under plain names (``blocks.0.attn.qkv.weight``).
+
+    Drops heads, decoders and tokens as :func:`vit_state_dict` does, and SAM's neck unless
+    ``keep_neck``; needs no model, so it serves converters that only rewrite files.
+    """
+    source = extract_state_dict(checkpoint)
+    prefix = find_vit_prefix(source)
+    weights = {}
+    for key, value in source.items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if prefix == '' and not name.startswith(('pos_embed', 'patch_embed.', 'blocks.', 'neck.', 'norm.')):
+            continue
+        if name in DROPPED_KEYS or name.startswith(DROPPED_PREFIXES) or (name.startswith('neck.') and not keep_neck):
+            continue
+        weights[name] = value
+    return weights
+
+
+def to_backbone_checkpoint(checkpoint: Mapping[str, Any], target: str) -> Dict[str, Any]:
+    """A backbone-only checkpoint for ``target`` (mmdet, mmseg, mmpretrain, detectron2 or vit)."""
+    if target not in BACKBONE_TARGETS:
+        raise ValueError(f'unknown target {target!r}; expected one of {sorted(BACKBONE_TARGETS)}')
+    key, prefix = BACKBONE_TARGETS[target]
+    weights = vit_backbone_weights(checkpoint)
+    return {key: {prefix + name: value for name, value in weights.items()},
+            'meta': {'efficientsam_plugins': f'ViT backbone for {target}'}}
+
+
+def to_official_efficientsam(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
+    """An EfficientSAM model saved by this package (any prefix) in the official ``{"model": ...}`` layout."""
+    source = extract_state_dict(checkpoint)
+    prefix = find_vit_prefix(source)
+    if not prefix.endswith('image_encoder.'):
+        raise ValueError(f'not an EfficientSAM checkpoint: its ViT sits under {prefix!r}, not "image_encoder."')
+    outer = prefix[:-len('image_encoder.')]
+    model = {key[len(outer):]: value for key, value in source.items()
+             if key.startswith(outer) and key[len(outer):].split('.', 1)[0] in
+             ('image_encoder', 'prompt_encoder', 'mask_decoder')}
+    return {'model': model}
+
+
+def save_checkpoint_atomic(checkpoint: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
+    """``torch.save`` through a temporary file and a rename: no partial file on failure."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f'{path}.tmp-{os.getpid()}'
+    try:
+        torch.save(dict(checkpoint), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,52 @@
+"""Convert checkpoints between the official, SAMI and toolbox layouts.
+
+    python tools/convert_checkpoint.py backbone efficient_sam_vitt.pt vitt_mmdet.pth --target mmdet
+    python tools/convert_checkpoint.py backbone zoo://efficientsam_ti vitt_d2.pth --target detectron2
+    python tools/convert_checkpoint.py backbone work_dirs/sami/epoch_400.pth sami_vit.pth --target vit
+    python tools/convert_checkpoint.py official work_dirs/finetune/iter_1000.pth efficient_sam_ft.pt
+
+``backbone`` keeps only the ViT (from an official EfficientSAM, a SAMI pretraining, an mm* or a
+detectron2 checkpoint, or MAE/timm) under the target's prefix: ``backbone.`` in ``state_dict`` for
+mmdet / mmseg / mmpretrain, ``backbone.net.`` in ``model`` for detectron2, plain names for vit.
+``official`` writes an EfficientSAM trained with this package in the official ``{"model": ...}``
+layout that ``build_efficient_sam`` and the official code load. Outputs are written atomically.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from efficientsam_plugins.models.checkpoint import resolve_checkpoint  # noqa: E402
+from efficientsam_plugins.models.convert import (BACKBONE_TARGETS, save_checkpoint_atomic,  # noqa: E402
+                                                 to_backbone_checkpoint, to_official_efficientsam)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+    backbone = sub.add_parser('backbone', help='ViT backbone weights for a toolbox')
+    backbone.add_argument('source', help='path, URL or zoo://NAME')
+    backbone.add_argument('output')
+    backbone.add_argument('--target', required=True, choices=sorted(BACKBONE_TARGETS))
+    official = sub.add_parser('official', help='EfficientSAM in the official layout')
+    official.add_argument('source')
+    official.add_argument('output')
+    args = parser.parse_args(argv)
+    try:
+        checkpoint = resolve_checkpoint(args.source)
+        if args.command == 'backbone':
+            converted = to_backbone_checkpoint(checkpoint, args.target)
+            count = len(next(iter(converted.values())))
+        else:
+            converted = to_official_efficientsam(checkpoint)
+            count = len(converted['model'])
+    except (ValueError, FileNotFoundError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    save_checkpoint_atomic(converted, args.output)
+    print(f'wrote {args.output} ({count} tensors)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
