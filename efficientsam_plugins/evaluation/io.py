@@ -4,7 +4,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 
 def check_output_path(path: str) -> str:
@@ -20,20 +20,32 @@ def check_output_path(path: str) -> str:
     return path
 
 
-def atomic_write_json(path: str, obj: Any, indent: Optional[int] = None) -> None:
-    """Writes JSON to a temporary file beside ``path`` and renames it into place."""
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Calls ``write(tmp)`` for a temporary file beside ``path``, then renames it into place with
+    the permissions a plain ``open`` would give; on any error nothing is left behind."""
     path = check_output_path(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+    os.close(fd)
     try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            json.dump(obj, f, indent=indent)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_json(path: str, obj: Any, indent: Optional[int] = None) -> None:
+    """Writes JSON atomically (see :func:`atomic_write`)."""
+    def write(tmp: str) -> None:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(obj, f, indent=indent)
+            f.flush()
+            os.fsync(f.fileno())
+    atomic_write(path, write)
 
 
 class Progress:

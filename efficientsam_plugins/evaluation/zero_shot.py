@@ -6,6 +6,7 @@ as in SAM's and EfficientSAM's zero-shot protocol, and is scored with pycocotool
 ``lvis`` package (LVIS).
 """
 import contextlib
+import copy
 import io
 import math
 from collections import defaultdict
@@ -104,9 +105,28 @@ def segment_detections(dataset: InstanceDataset, segmenter: Segmenter,
     return results
 
 
+@contextlib.contextmanager
+def _numpy_float_alias():
+    """lvis 0.5.3, the last release, uses ``np.float``, which numpy 1.24 removed; lend it the
+    alias for the duration of the evaluation only."""
+    added = 'float' not in np.__dict__
+    if added:
+        np.float = float
+    try:
+        yield
+    finally:
+        if added:
+            del np.float
+
+
 def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_format: str,
                           max_dets: Optional[int] = None) -> Dict[str, Any]:
-    """Mask AP of ``results`` against ``ann_file``: ``{'AP': ..., 'APs': ..., 'summary': text}``."""
+    """Mask AP of ``results`` against ``ann_file``: ``{'AP': ..., 'APs': ..., 'summary': text}``.
+
+    The evaluators get a copy (both add fields to the results they are given). As in mmdet and
+    detectron2 outputs, results carry the detection ``bbox``, from which both APIs take the
+    detection's area for the size ranges.
+    """
     if not results:
         raise ValueError('no segmentation results to evaluate (no detection passed the score threshold)')
     text = io.StringIO()
@@ -115,9 +135,9 @@ def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_for
             from lvis import LVIS, LVISEval, LVISResults
         except ImportError as err:
             raise ImportError('LVIS evaluation needs the lvis package: pip install lvis==0.5.3') from err
-        with contextlib.redirect_stdout(text):
+        with contextlib.redirect_stdout(text), _numpy_float_alias():
             gt = LVIS(ann_file)
-            evaluator = LVISEval(gt, LVISResults(gt, results, max_dets=max_dets or 300), 'segm')
+            evaluator = LVISEval(gt, LVISResults(gt, copy.deepcopy(results), max_dets=max_dets or 300), 'segm')
             evaluator.run()
             evaluator.print_results()
         metrics = {k: float(evaluator.results[k]) for k in LVIS_METRICS}
@@ -126,7 +146,7 @@ def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_for
         from pycocotools.cocoeval import COCOeval
         with contextlib.redirect_stdout(text):
             gt = COCO(ann_file)
-            evaluator = COCOeval(gt, gt.loadRes(results), 'segm')
+            evaluator = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), 'segm')
             if max_dets:
                 evaluator.params.maxDets = [1, 10, max_dets]
             evaluator.evaluate()

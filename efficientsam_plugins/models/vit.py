@@ -239,6 +239,7 @@ class ViT(nn.Module):
         global_attn_indexes: blocks that keep global attention when ``window_size > 0``.
         use_rel_pos: decomposed relative-position embeddings in every block.
         neck_dims: ``[256, 256]`` adds SAM's neck (``neck.0..3``); None returns the ViT features.
+            As in the official encoder, both neck convs output ``neck_dims[0]`` channels.
         final_norm: a final LayerNorm ``norm`` (MAE/timm); EfficientSAM has none.
         with_cp: activation checkpointing of every block while training (saves memory).
     """
@@ -277,9 +278,9 @@ class ViT(nn.Module):
             self.neck = nn.Sequential(
                 nn.Conv2d(self.embed_dim, neck_dims[0], kernel_size=1, bias=False),
                 LayerNorm2d(neck_dims[0]),
-                nn.Conv2d(neck_dims[0], neck_dims[-1], kernel_size=3, padding=1, bias=False),
-                LayerNorm2d(neck_dims[-1]))
-            self.out_channels = neck_dims[-1]
+                nn.Conv2d(neck_dims[0], neck_dims[0], kernel_size=3, padding=1, bias=False),
+                LayerNorm2d(neck_dims[0]))
+            self.out_channels = neck_dims[0]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

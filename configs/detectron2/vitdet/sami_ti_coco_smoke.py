@@ -1,15 +1,16 @@
 """A minutes-long CPU check of ``sami_ti_coco.py`` on the 33/27-image COCO subset ``../shared/data/coco_cc``.
 
-Same detector and recipe, shrunk for two CPU cores: 256-pixel LSJ (16x16 tokens, so windows of 8
-instead of 14, which would be mostly padding), 64 sampled RoIs per image and 100 proposals instead of
-512 and 1000, 2 images per iteration, 30 iterations with 3 warm-up iterations, evaluation with
-COCOEvaluator at the end. Random initialisation unless ``train.init_checkpoint=...`` is given.
+Same detector, backbone and recipe, shrunk for two CPU cores: 256-pixel LSJ (16x16 tokens, so
+windows of 8 instead of 14, which would be mostly padding), 64 channels instead of 256 in the
+pyramid and heads, 128 sampled RoIs per image, fewer proposals and detections, 2 images per
+iteration, 30 iterations with 3 warm-up iterations, evaluation with COCOEvaluator at the end. Random initialisation unless ``train.init_checkpoint=...`` is given.
 The data root can be moved with ``SAMI_COCO_CC_ROOT``. It checks that everything runs; its AP says
 nothing about the model.
 """
 import os
 
 from detectron2.data import DatasetCatalog
+from detectron2.layers import ShapeSpec
 from detectron2.data.datasets import register_coco_instances
 
 from .common.coco_lsj import lsj_test_augmentations, lsj_train_augmentations
@@ -24,13 +25,20 @@ for _split in ('train2017', 'val2017'):
                                 os.path.join(DATA_ROOT, 'annotations', f'instances_{_split}.json'),
                                 os.path.join(DATA_ROOT, _split))
 
-IMAGE_SIZE = 256
+IMAGE_SIZE, CHANNELS = 256, 64
 model.backbone.net.img_size = IMAGE_SIZE
 model.backbone.net.window_size = 8
 model.backbone.square_pad = IMAGE_SIZE
-model.proposal_generator.pre_nms_topk = (500, 500)
-model.proposal_generator.post_nms_topk = (100, 100)
-model.roi_heads.batch_size_per_image = 64
+model.backbone.out_channels = CHANNELS
+model.proposal_generator.head.in_channels = CHANNELS
+model.proposal_generator.pre_nms_topk = (1000, 500)
+model.proposal_generator.post_nms_topk = (300, 100)
+model.roi_heads.batch_size_per_image = 128
+model.roi_heads.box_head.input_shape = ShapeSpec(channels=CHANNELS, height=7, width=7)
+model.roi_heads.box_head.conv_dims = [CHANNELS] * 4
+model.roi_heads.mask_head.input_shape = ShapeSpec(channels=CHANNELS, height=14, width=14)
+model.roi_heads.mask_head.conv_dims = [CHANNELS] * 5
+model.roi_heads.box_predictor.test_topk_per_image = 50
 # A barely trained classifier scores below the usual 0.05; keep its boxes so that AP is computed.
 model.roi_heads.box_predictor.test_score_thresh = 0.0
 
@@ -48,7 +56,7 @@ train.seed = 0
 train.max_iter = 30
 train.eval_period = train.max_iter
 train.log_period = 1
-train.checkpointer.period = train.max_iter
+train.checkpointer.period = 10 * train.max_iter  # no periodic copies: only model_final.pth
 train.checkpointer.max_to_keep = 1
 
 lr_multiplier = vitdet_lr_multiplier(train.max_iter, warmup_iters=3)

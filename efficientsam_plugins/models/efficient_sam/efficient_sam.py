@@ -156,7 +156,7 @@ def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
     encoder = ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
                   img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
                   neck_dims=list(cfg['neck_dims']))
-    embed_dim = encoder.out_channels
+    embed_dim = cfg['neck_dims'][-1]  # the official builder's transformer_output_dim
     grid = cfg['img_size'] // cfg['patch_size']
     model = EfficientSam(
         image_encoder=encoder,
