@@ -58,7 +58,7 @@ class EfficientSamPredictor:
         self.reset_image()
 
     @classmethod
-    def from_pretrained(cls, name: str = 'efficientsam_ti', checkpoint=None, device='cpu',
+    def from_pretrained(cls, name='efficientsam_ti', checkpoint=None, device='cpu',
                         **kwargs) -> 'EfficientSamPredictor':
         """A predictor on ``device`` for a model-zoo name or a config plus checkpoint.
 
@@ -67,7 +67,7 @@ class EfficientSamPredictor:
         """
         from .efficient_sam import build_efficient_sam
         zoo_configs = {'efficientsam_ti': 'ti', 'efficientsam_s': 's'}
-        if name in zoo_configs:
+        if isinstance(name, str) and name in zoo_configs:
             name, checkpoint = zoo_configs[name], checkpoint or f'zoo://{name}'
         return cls(build_efficient_sam(name, checkpoint).to(device), **kwargs)
 

@@ -1,0 +1,175 @@
+"""EfficientSAM finetuning as an mmengine model: prompts sampled from ground-truth masks, SAM's
+loss, and promptable mIoU evaluation through the shared evaluation code."""
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.registry import MODELS
+
+from ..evaluation.dataset import ImageInfo, Instance
+from ..evaluation.promptable import PromptProtocol, evaluate_image
+from ..evaluation.segmenters import EfficientSamSegmenter
+from ..models.efficient_sam import build_efficient_sam, resolve_config
+from ..models.efficient_sam.losses import sam_loss
+from ..models.efficient_sam.prompt_sampling import sample_error_clicks, sample_prompts
+from .weights import load_prefixed
+
+
+@MODELS.register_module(name='EfficientSamDataPreprocessor')
+class EfficientSamDataPreprocessor(BaseDataPreprocessor):
+    """Moves a batch to the device, images to float [0, 1] (the model normalises them itself),
+    stacked into ``[B, 3, S, S]`` when they share one size, else kept as a list (evaluation)."""
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = self.cast_data(data)
+        images = [img.float() / 255 if img.dtype == torch.uint8 else img.float() for img in data['inputs']]
+        if len({tuple(img.shape) for img in images}) == 1:
+            images = torch.stack(images)
+        return dict(inputs=images, data_samples=data['data_samples'])
+
+
+@MODELS.register_module(name='EfficientSamFinetuner')
+class EfficientSamFinetuner(BaseModel):
+    """Wraps :func:`build_efficient_sam` (the exact inference model) for training.
+
+    Args:
+        model_config: ``'ti'``, ``'s'`` or a dict of architecture overrides.
+        checkpoint: a whole EfficientSAM checkpoint (official layout) to start from.
+        encoder_init: ``dict(checkpoint=..., prefix=...)`` for the image encoder: a SAMI
+            checkpoint (mmpretrain, ``prefix='backbone.'``) or an EfficientSAM one
+            (``prefix='image_encoder.'``); optional ``allow_missing`` / ``ignore_unexpected``
+            key prefixes (see :func:`load_prefixed`).
+        decoder_init: the same for the prompt encoder and mask decoder of an EfficientSAM
+            checkpoint (``prefix=''``); None trains them from scratch.
+        box_probability: chance that a query is a box rather than a point.
+        num_iterative_clicks: extra rounds per step, each adding a positive click in the missed
+            region of the previous prediction; every round's loss counts.
+        loss_weights: ``focal``, ``dice`` (SAM: 20 : 1) and ``iou`` (MSE of the IoU head).
+        eval_protocol: :class:`PromptProtocol` arguments of the validation/test mIoU.
+    """
+
+    def __init__(self, model_config: Union[str, Mapping[str, Any]] = 'ti', checkpoint: Optional[str] = None,
+                 encoder_init: Optional[Mapping[str, Any]] = None,
+                 decoder_init: Optional[Mapping[str, Any]] = None, box_probability: float = 0.5,
+                 num_iterative_clicks: int = 0, loss_weights: Optional[Mapping[str, float]] = None,
+                 eval_protocol: Optional[Mapping[str, Any]] = None,
+                 data_preprocessor: Optional[Union[dict, torch.nn.Module]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor or dict(type='EfficientSamDataPreprocessor'),
+                         init_cfg=init_cfg)
+        if isinstance(model_config, Mapping):
+            model_config = dict(model_config)
+        self.model_config = resolve_config(model_config)
+        self.model = build_efficient_sam(self.model_config).train()
+        max_clicks = self.model.decoder_max_num_input_points - 2
+        if not 0 <= num_iterative_clicks <= max_clicks:
+            raise ValueError(f'num_iterative_clicks must be in [0, {max_clicks}]: a box takes 2 of the '
+                             f'decoder\'s {self.model.decoder_max_num_input_points} points')
+        if not 0.0 <= box_probability <= 1.0:
+            raise ValueError(f'box_probability must be in [0, 1], got {box_probability}')
+        self.checkpoint, self.encoder_init, self.decoder_init = checkpoint, encoder_init, decoder_init
+        self.box_probability = box_probability
+        self.num_iterative_clicks = num_iterative_clicks
+        weights = {'focal': 20.0, 'dice': 1.0, 'iou': 1.0, **dict(loss_weights or {})}
+        if set(weights) != {'focal', 'dice', 'iou'}:
+            raise ValueError(f'unknown loss_weights keys {sorted(set(weights) - {"focal", "dice", "iou"})}; '
+                             f'expected focal, dice, iou')
+        self.loss_weights = {k: float(weights[k]) for k in ('focal', 'dice', 'iou')}
+        self.eval_protocol = PromptProtocol(**dict(eval_protocol or dict(box=True, clicks=(1, 3))))
+
+    def init_weights(self) -> None:
+        """Loads ``checkpoint``, then ``encoder_init`` and ``decoder_init`` (the runner calls this
+        before training; a resumed run overwrites it with its own checkpoint)."""
+        super().init_weights()
+        if self.checkpoint:
+            load_prefixed(self.model, self.checkpoint, '', what='EfficientSAM')
+        if self.encoder_init:
+            cfg = dict(self.encoder_init)
+            load_prefixed(self.model.image_encoder, cfg.pop('checkpoint'), cfg.pop('prefix', 'image_encoder.'),
+                          what='image encoder', **cfg)
+        if self.decoder_init:
+            cfg = dict(self.decoder_init)
+            checkpoint, prefix = cfg.pop('checkpoint'), cfg.pop('prefix', '')
+            load_prefixed(self.model.prompt_encoder, checkpoint, prefix + 'prompt_encoder.',
+                          what='prompt encoder', **cfg)
+            load_prefixed(self.model.mask_decoder, checkpoint, prefix + 'mask_decoder.',
+                          what='mask decoder', **cfg)
+
+    def forward(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
+                data_samples: Optional[List[dict]] = None, mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.model.get_image_embeddings(inputs)
+        raise ValueError(f'unknown mode {mode!r}; expected loss, predict or tensor')
+
+    def _decode(self, embeddings: torch.Tensor, coords: List[torch.Tensor], labels: List[torch.Tensor]):
+        """Per image (each has its own number of queries): multimask logits and IoU, concatenated."""
+        size = self.model.img_size
+        logits, ious = [], []
+        for b in range(embeddings.shape[0]):
+            lg, iou = self.model.predict_masks(embeddings[b:b + 1], coords[b][None], labels[b][None],
+                                               True, size, size)
+            logits.append(lg[0])
+            ious.append(iou[0])
+        return torch.cat(logits), torch.cat(ious)
+
+    def loss(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> Dict[str, torch.Tensor]:
+        """One prompt per ground-truth mask (box or point), then ``num_iterative_clicks`` rounds
+        adding a click each; the SAM loss of every round, averaged. The image is embedded once."""
+        size = self.model.img_size
+        if not isinstance(inputs, torch.Tensor) or inputs.shape[-2:] != (size, size):
+            shapes = [tuple(x.shape) for x in inputs] if isinstance(inputs, list) else tuple(inputs.shape)
+            raise ValueError(f'training images must all be {size}x{size} (the model input); got {shapes}: '
+                             f'set the dataset\'s img_size to the model\'s')
+        masks = [sample['gt_masks'] for sample in data_samples]
+        embeddings = self.model.get_image_embeddings(inputs)
+        prompts = [sample_prompts(m, size, self.box_probability) for m in masks]
+        coords, labels = [p[0] for p in prompts], [p[1] for p in prompts]
+        targets = torch.cat(masks)
+        totals: Dict[str, torch.Tensor] = {}
+        rounds = self.num_iterative_clicks + 1
+        for round_ in range(rounds):
+            logits, iou = self._decode(embeddings, coords, labels)
+            if logits.shape[-2:] != targets.shape[-2:]:
+                raise ValueError(f'ground-truth masks are {tuple(targets.shape[-2:])} but the decoder '
+                                 f'outputs {tuple(logits.shape[-2:])}: set the dataset\'s mask_size to '
+                                 f'{logits.shape[-1]}')
+            losses = sam_loss(logits, iou, targets, self.loss_weights['focal'], self.loss_weights['dice'],
+                              self.loss_weights['iou'])
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0) + value / rounds
+            if round_ + 1 < rounds:
+                with torch.no_grad():
+                    best = iou.argmax(1)
+                    predictions = logits[torch.arange(best.numel()), best] >= self.model.mask_threshold
+                start = 0
+                for b, m in enumerate(masks):
+                    pts, lbl = sample_error_clicks(predictions[start:start + len(m)], m, size)
+                    coords[b] = torch.cat([coords[b], pts], 1)
+                    labels[b] = torch.cat([labels[b], lbl], 1)
+                    start += len(m)
+        return totals
+
+    @torch.no_grad()
+    def predict(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
+                data_samples: Sequence[dict]) -> List[Dict[str, Any]]:
+        """Promptable evaluation of each image with :attr:`eval_protocol`: the per-instance records
+        that :class:`~efficientsam_plugins.evaluation.metric.PromptableIoUMetric` aggregates."""
+        was_training = self.model.training
+        segmenter = EfficientSamSegmenter(self.model)
+        outputs = []
+        try:
+            for image, sample in zip(inputs, data_samples):
+                gt = sample['gt_masks'].cpu().numpy()
+                height, width = gt.shape[-2:]
+                instances = [Instance(int(a), int(c), m, int(m.sum()))
+                             for a, c, m in zip(sample['annotation_ids'], sample['category_ids'], gt)]
+                info = ImageInfo(int(sample['image_id']), sample.get('img_path', ''), width, height)
+                outputs.append(dict(image_id=info.id,
+                                    records=evaluate_image(segmenter, info, image, instances, self.eval_protocol)))
+        finally:
+            self.model.train(was_training)
+        return outputs
