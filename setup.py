@@ -26,7 +26,7 @@ setup(
     packages=find_packages(include=['efficientsam_plugins', 'efficientsam_plugins.*']),
     install_requires=['torch>=2.1', 'torchvision', 'numpy', 'pillow'],
     extras_require={
-        'mm': pinned('mmcv', 'mmengine', 'mmdet', 'mmsegmentation', 'mmpretrain', 'pycocotools',
+        'mm': pinned('mmcv', 'mmengine', 'mmdet', 'mmsegmentation', 'mmpretrain', 'pycocotools', 'lvis',
                      'segment-anything', 'ftfy', 'regex'),
         # detectron2 is not on PyPI: install it from its git repository (README, "detectron2").
         'detectron2': ['fvcore', 'pycocotools'],

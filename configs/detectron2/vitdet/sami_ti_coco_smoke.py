@@ -3,9 +3,9 @@
 Same detector, backbone and recipe, shrunk for two CPU cores: 256-pixel LSJ (16x16 tokens, so
 windows of 8 instead of 14, which would be mostly padding), 64 channels instead of 256 in the
 pyramid and heads, 128 sampled RoIs per image, fewer proposals and detections, 2 images per
-iteration, 30 iterations with 3 warm-up iterations, evaluation with COCOEvaluator at the end. Random initialisation unless ``train.init_checkpoint=...`` is given.
-The data root can be moved with ``SAMI_COCO_CC_ROOT``. It checks that everything runs; its AP says
-nothing about the model.
+iteration, 30 iterations with 3 warm-up iterations, evaluation with COCOEvaluator at the end.
+Random initialisation unless ``train.init_checkpoint=...`` is given. The data root can be moved
+with ``SAMI_COCO_CC_ROOT``. It checks that everything runs; its AP says nothing about the model.
 """
 import os
 

@@ -60,7 +60,8 @@ class CrossAttentionBlock(nn.Module):
     def forward(self, queries: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         """``queries`` ``[B, M, C]`` updated; ``visible`` ``[B, N, C]`` only supplies keys/values."""
         context = self.norm1(torch.cat([visible, queries], dim=1))
-        queries = queries + self.drop_path(self.attn(context[:, visible.shape[1]:], context))
+        normed_queries = context[:, visible.shape[1]:].contiguous()
+        queries = queries + self.drop_path(self.attn(normed_queries, context))
         return queries + self.drop_path(self.mlp(self.norm2(queries)))
 
 
