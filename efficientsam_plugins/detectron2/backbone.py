@@ -1,0 +1,153 @@
+"""The core ViT and simple feature pyramid as detectron2 ``Backbone`` s (LazyConfig and yacs).
+
+Both classes only wrap :class:`efficientsam_plugins.models.vit.ViT` and
+:class:`efficientsam_plugins.models.simple_pyramid.SimpleFeaturePyramid`. Inside a detector the
+ViT's parameters are named ``backbone.net.<core name>`` -- ViTDet's layout -- so the checkpoint
+converter and the layer-decay lr factor recognise them.
+"""
+import math
+from typing import Dict, List, Sequence
+
+import torch
+
+from ._dependency import require_detectron2
+
+require_detectron2()
+
+from detectron2.config import CfgNode  # noqa: E402
+from detectron2.layers import ShapeSpec  # noqa: E402
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone  # noqa: E402
+
+from ..models.simple_pyramid import SimpleFeaturePyramid  # noqa: E402
+from ..models.vit import ViT  # noqa: E402
+
+
+class SAMIViTNet(ViT, Backbone):
+    """The core ViT with ViTDet defaults (1024 input, window 14, global blocks 2/5/8/11, rel. pos.).
+
+    It *is* the core ViT (same parameters, same forward), plus detectron2's backbone interface:
+    ``forward`` returns ``{out_feature: [B, C, H/16, W/16]}``.
+    """
+
+    def __init__(self, arch: str = 'b', img_size: int = 1024, patch_size: int = 16, in_chans: int = 3,
+                 drop_path_rate: float = 0.1, window_size: int = 14,
+                 global_attn_indexes: Sequence[int] = (2, 5, 8, 11), use_rel_pos: bool = True,
+                 pretrain_img_size: int = 224, with_cp: bool = False,
+                 out_feature: str = 'last_feat') -> None:
+        super().__init__(arch=arch, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                         drop_path_rate=drop_path_rate, pretrain_img_size=pretrain_img_size,
+                         window_size=window_size, global_attn_indexes=tuple(global_attn_indexes),
+                         use_rel_pos=use_rel_pos, with_cp=with_cp)
+        self.out_feature = out_feature
+        self._out_features = [out_feature]
+        self._out_feature_channels = {out_feature: self.embed_dim}
+        self._out_feature_strides = {out_feature: patch_size}
+
+    @property
+    def size_divisibility(self) -> int:
+        return self.patch_size
+
+    @property
+    def padding_constraints(self) -> Dict[str, int]:
+        return {'size_divisibility': self.patch_size}
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return {self.out_feature: self.forward_features(x)}
+
+
+class SAMISimpleFeaturePyramid(Backbone):
+    """ViTDet's simple pyramid over a backbone's single map: ``p2..p5`` (+ max-pooled ``p6``).
+
+    Args:
+        net: a detectron2 backbone, normally :class:`SAMIViTNet`.
+        in_feature: the map of ``net`` to build the pyramid from.
+        out_channels: channels of every level.
+        scale_factors: level sizes relative to ``in_feature`` (4, 2, 1, 0.5 -> strides 4..32).
+        top_block: append the stride-64 level ``p6`` (Mask R-CNN's RPN uses it).
+        square_pad: pad every batch to this square size (1024 for LSJ training); 0 pads only to
+            :attr:`size_divisibility`.
+    """
+
+    def __init__(self, net: Backbone, in_feature: str = 'last_feat', out_channels: int = 256,
+                 scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5), top_block: bool = True,
+                 square_pad: int = 0) -> None:
+        super().__init__()
+        if not isinstance(net, Backbone):
+            raise TypeError(f'net must be a detectron2 Backbone, got {type(net).__name__}')
+        net_shapes = net.output_shape()
+        if in_feature not in net_shapes:
+            raise ValueError(f'{type(net).__name__} has no output {in_feature!r}; it has {sorted(net_shapes)}')
+        in_shape = net_shapes[in_feature]
+        self.net = net
+        self.in_feature = in_feature
+        self.pyramid = SimpleFeaturePyramid(in_shape.channels, out_channels, scale_factors, top_block)
+        strides = [int(in_shape.stride / scale) for scale in scale_factors]
+        if any(later != 2 * earlier for earlier, later in zip(strides, strides[1:])):
+            raise ValueError(f'scale factors {tuple(scale_factors)} give strides {strides}; consecutive '
+                             'levels must differ by a factor of 2 (e.g. 4, 2, 1, 0.5)')
+        self._size_divisibility = strides[-1]
+        if top_block:
+            strides.append(2 * strides[-1])
+        self._out_features: List[str] = [f'p{int(math.log2(stride))}' for stride in strides]
+        self._out_feature_strides = dict(zip(self._out_features, strides))
+        self._out_feature_channels = {name: out_channels for name in self._out_features}
+        self._square_pad = square_pad
+
+    @property
+    def size_divisibility(self) -> int:
+        return self._size_divisibility
+
+    @property
+    def padding_constraints(self) -> Dict[str, int]:
+        """Read by ``ImageList.from_tensors``: pad to ``square_size`` and to a multiple of the coarsest level."""
+        return {'size_divisibility': self._size_divisibility, 'square_size': self._square_pad}
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        levels = self.pyramid(self.net(x)[self.in_feature])
+        return dict(zip(self._out_features, levels))
+
+
+def add_sami_config(cfg: CfgNode) -> CfgNode:
+    """Adds ``cfg.MODEL.SAMI`` (the backbones' options, ViTDet-B defaults) to a yacs config."""
+    cfg.MODEL.SAMI = CfgNode()
+    cfg.MODEL.SAMI.ARCH = 'b'
+    cfg.MODEL.SAMI.IMG_SIZE = 1024
+    cfg.MODEL.SAMI.PATCH_SIZE = 16
+    cfg.MODEL.SAMI.PRETRAIN_IMG_SIZE = 224
+    cfg.MODEL.SAMI.DROP_PATH_RATE = 0.1
+    cfg.MODEL.SAMI.WINDOW_SIZE = 14
+    cfg.MODEL.SAMI.GLOBAL_ATTN_INDEXES = [2, 5, 8, 11]
+    cfg.MODEL.SAMI.USE_REL_POS = True
+    cfg.MODEL.SAMI.WITH_CP = False
+    cfg.MODEL.SAMI.OUT_CHANNELS = 256
+    cfg.MODEL.SAMI.SCALE_FACTORS = [4.0, 2.0, 1.0, 0.5]
+    cfg.MODEL.SAMI.TOP_BLOCK = True
+    cfg.MODEL.SAMI.SQUARE_PAD = 1024
+    return cfg
+
+
+def _sami_options(cfg: CfgNode) -> CfgNode:
+    if 'SAMI' not in cfg.MODEL:
+        raise KeyError('cfg.MODEL.SAMI is missing: call efficientsam_plugins.detectron2.add_sami_config(cfg) '
+                       'before merging a config file that uses the SAMI backbones')
+    return cfg.MODEL.SAMI
+
+
+@BACKBONE_REGISTRY.register()
+def build_sami_vit_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SAMIViTNet:
+    """``MODEL.BACKBONE.NAME = "build_sami_vit_backbone"``: the plain ViT (one stride-16 map)."""
+    sami = _sami_options(cfg)
+    return SAMIViTNet(arch=sami.ARCH, img_size=sami.IMG_SIZE, patch_size=sami.PATCH_SIZE,
+                      in_chans=input_shape.channels, drop_path_rate=sami.DROP_PATH_RATE,
+                      window_size=sami.WINDOW_SIZE, global_attn_indexes=sami.GLOBAL_ATTN_INDEXES,
+                      use_rel_pos=sami.USE_REL_POS, pretrain_img_size=sami.PRETRAIN_IMG_SIZE,
+                      with_cp=sami.WITH_CP)
+
+
+@BACKBONE_REGISTRY.register()
+def build_sami_vitdet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SAMISimpleFeaturePyramid:
+    """``MODEL.BACKBONE.NAME = "build_sami_vitdet_backbone"``: ViT + simple pyramid (``p2``-``p6``)."""
+    sami = _sami_options(cfg)
+    return SAMISimpleFeaturePyramid(build_sami_vit_backbone(cfg, input_shape),
+                                    out_channels=sami.OUT_CHANNELS, scale_factors=sami.SCALE_FACTORS,
+                                    top_block=sami.TOP_BLOCK, square_pad=sami.SQUARE_PAD)
