@@ -1,0 +1,74 @@
+"""CPU/GPU latency of the Mask2Former SAMI models at 512x512: backbone + pyramid, and the whole model.
+
+    python tools/benchmark_mask2former.py                 # Ti, S, B at 512x512
+    python tools/benchmark_mask2former.py --variants ti --runs 3 --device cuda
+
+Builds the models of ``configs/mask2former/sami_{variant}_ade20k.py`` (random weights, 150 ADE20K
+classes) and reports the median of ``--runs`` timed forwards after ``--warmup`` untimed ones.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+sys.path.insert(0, REPO)
+
+
+def median_seconds(fn, runs: int, warmup: int, device: str) -> float:
+    """Median wall time of ``fn``; synchronises CUDA so GPU timings are not just launch times."""
+    def timed() -> float:
+        start = time.perf_counter()
+        fn()
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for _ in range(warmup):
+        timed()
+    return statistics.median(timed() for _ in range(runs))
+
+
+@torch.no_grad()
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--variants', nargs='+', default=['ti', 's', 'b'], choices=['ti', 's', 'b'])
+    parser.add_argument('--size', type=int, default=512)
+    parser.add_argument('--runs', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--device', default='cpu')
+    args = parser.parse_args(argv)
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    import efficientsam_plugins.mmseg  # noqa: F401
+    import mmdet.models  # noqa: F401  (Mask2Former's head and pixel decoder)
+    init_default_scope('mmseg')
+
+    print(f'torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, '
+          f'{args.size}x{args.size}, median of {args.runs} runs after {args.warmup} warm-up')
+    print('| backbone | params (backbone+neck / all) | backbone+pyramid ms | Mask2Former inference ms/image |')
+    print('|---|---|---|---|')
+    size = (args.size, args.size)
+    for variant in args.variants:
+        cfg = Config.fromfile(os.path.join(REPO, 'configs', 'mask2former', f'sami_{variant}_ade20k.py'))
+        cfg.model.backbone.init_cfg = None
+        model = MODELS.build(cfg.model).to(args.device).eval()
+        image = torch.rand(1, 3, *size, device=args.device)
+        sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size, batch_input_shape=size))
+        features = median_seconds(lambda: model.extract_feat(image), args.runs, args.warmup, args.device)
+        whole = median_seconds(lambda: model.predict(image, [sample]), args.runs, args.warmup, args.device)
+        pyramid = sum(p.numel() for p in list(model.backbone.parameters()) + list(model.neck.parameters()))
+        total = sum(p.numel() for p in model.parameters())
+        print(f'| SAMI-{variant.upper()} | {pyramid / 1e6:.1f} M / {total / 1e6:.1f} M | {features * 1e3:.0f} | '
+              f'{whole * 1e3:.0f} |', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
