@@ -1,0 +1,40 @@
+"""Evaluate a checkpoint with any config of this repository: mmengine-based, or a detectron2
+LazyConfig (``CONFIG CHECKPOINT [--num-gpus N] [key=value ...]``, evaluated with COCOEvaluator).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options key=value ...]
+                                           [--launcher none|pytorch]
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
+
+from efficientsam_plugins.detectron2.launch import is_detectron2_config  # noqa: E402  (reads text only)
+
+
+def parse_args(argv=None):
+    from efficientsam_plugins.mmengine import add_common_arguments
+    parser = argparse.ArgumentParser(description='Test a checkpoint with an mmengine config')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and is_detectron2_config(argv[0]):
+        from efficientsam_plugins.detectron2.launch import main_eval as detectron2_main_eval
+        return detectron2_main_eval(argv)
+    from efficientsam_plugins.mmengine import build_runner, load_config
+    args = parse_args(argv)
+    cfg = load_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options,
+                      launcher=args.launcher, checkpoint=args.checkpoint)
+    return build_runner(cfg).test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,49 @@
+"""Train with any config of this repository: mmengine-based (mmpretrain, mmdet, mmseg) or a
+detectron2 LazyConfig (run by detectron2's trainer:
+``CONFIG [--num-gpus N] [--resume] [--eval-only] [key=value ...]``).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
+                                 [--cfg-options key=value ...] [--launcher none|pytorch]
+
+``--resume`` alone continues from the work dir's latest checkpoint. Multi-process:
+``tools/dist_train.sh CONFIG N [args]``.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
+
+from efficientsam_plugins.detectron2.launch import is_detectron2_config  # noqa: E402  (reads text only)
+
+
+def parse_args(argv=None):
+    from efficientsam_plugins.mmengine import add_common_arguments
+    parser = argparse.ArgumentParser(description='Train a model from an mmengine config')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None,
+                        help='resume from CKPT, or from the latest checkpoint of the work dir')
+    parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr to the real batch size (the config\'s auto_scale_lr)')
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and is_detectron2_config(argv[0]):
+        from efficientsam_plugins.detectron2.launch import main as detectron2_main
+        return detectron2_main(argv)
+    from efficientsam_plugins.mmengine import build_runner, load_config
+    args = parse_args(argv)
+    cfg = load_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options,
+                      resume=args.resume, amp=args.amp, launcher=args.launcher,
+                      auto_scale_lr=args.auto_scale_lr)
+    build_runner(cfg).train()
+
+
+if __name__ == '__main__':
+    main()
