@@ -10,6 +10,7 @@ Teachers are frozen: no gradients, always in eval mode, ``init_weights`` leaves 
 :class:`TeacherSlot`, they also stay out of the student's module tree (state dict, optimizer,
 parent ``init_cfg``, DDP) while still following ``.to(device)``.
 """
+import abc
 import functools
 import os
 from typing import Any, Dict, Optional, Tuple, Union
@@ -65,7 +66,7 @@ def load_image_encoder(module: nn.Module, path: str, what: str, expected: str) -
     load_state_dict_strict(module, encoder_sd, f'{what} checkpoint {path} (expected {expected})')
 
 
-class FrozenTeacher(nn.Module):
+class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
     """Base class: subclasses build their encoder, set ``out_channels`` and implement ``encode``.
 
     Args:
@@ -84,9 +85,9 @@ class FrozenTeacher(nn.Module):
             raise ValueError(f'unknown teacher layer {layer!r}; expected one of {LAYERS}')
         self.resolution, self.layer = resolution, layer
 
+    @abc.abstractmethod
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Target map ``[B, C, h, w]`` of images already at the teacher's input size."""
-        raise NotImplementedError(f'{type(self).__name__} must implement encode()')
 
     def freeze(self) -> 'FrozenTeacher':
         for param in self.parameters():

@@ -1,0 +1,137 @@
+"""Config handling shared by ``tools/train.py`` and ``tools/test.py`` for every toolbox.
+
+Nothing here names a toolbox: the registries come from the config's ``default_scope`` and its
+``custom_imports``, so mmpretrain, mmdet and mmseg configs all go through the same code.
+"""
+import os
+from typing import Optional, Sequence
+
+import torch
+from mmengine.config import Config
+
+from .checkpoints import enable_weights_only_checkpoints
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
+                resume: Optional[str] = None, amp: bool = False, launcher: str = 'none',
+                auto_scale_lr: bool = False, checkpoint: Optional[str] = None) -> Config:
+    """The config of ``config`` with the launcher's command-line choices applied.
+
+    Args:
+        work_dir: output directory (default: the config's, else ``work_dirs/<config name>``).
+        cfg_options: ``key=value`` overrides, applied last.
+        resume: ``'auto'`` (latest checkpoint of the work dir) or a checkpoint path.
+        amp: mixed precision (``AmpOptimWrapper``); needs CUDA.
+        launcher: ``none`` or a distributed launcher; without CUDA the backend becomes gloo.
+        auto_scale_lr: scale the learning rate by the real batch size (``auto_scale_lr`` config).
+        checkpoint: weights to evaluate (``load_from``), for testing.
+    """
+    if not os.path.isfile(config):
+        raise FileNotFoundError(f'config file not found: {config}')
+    if launcher not in LAUNCHERS:
+        raise ValueError(f'unknown launcher {launcher!r}; expected one of {LAUNCHERS}')
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = os.path.join('work_dirs', os.path.splitext(os.path.basename(config))[0])
+    if amp:
+        if not torch.cuda.is_available():
+            raise ValueError('--amp needs a CUDA device; this machine has none')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif resume is not None:
+        if not os.path.isfile(resume):
+            raise FileNotFoundError(f'checkpoint to resume from not found: {resume}')
+        cfg.resume, cfg.load_from = True, resume
+    if auto_scale_lr:
+        if 'auto_scale_lr' not in cfg:
+            raise ValueError(f'{config} has no auto_scale_lr = dict(base_batch_size=...) to enable')
+        cfg.auto_scale_lr.enable = True
+    if checkpoint is not None:
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+        cfg.load_from = checkpoint
+    if launcher != 'none' and not torch.cuda.is_available():
+        _use_cpu_distribution(cfg)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    _unscope_collate_fns(cfg)
+    return cfg
+
+
+def _unscope_collate_fns(cfg: Config) -> None:
+    """Drops the ``_scope_`` that configs inherited as ``package::...`` attach to ``collate_fn``.
+
+    mmengine builds ``collate_fn`` with ``functools.partial(fn, **cfg)`` rather than a registry, so
+    the key would reach the function as an unexpected argument.
+    """
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if isinstance(loader, dict) and isinstance(loader.get('collate_fn'), dict):
+            loader['collate_fn'].pop('_scope_', None)
+
+
+def _use_cpu_distribution(cfg: Config) -> None:
+    """Distributed runs without CUDA: gloo, and DDP without ``device_ids``.
+
+    mmengine assumes GPUs here: it picks nccl and passes ``device_ids=[LOCAL_RANK]``, which DDP
+    rejects for a CPU module.
+    """
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel',
+                                                   broadcast_buffers=False)
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def init_distributed(launcher: str, backend: Optional[str] = None, timeout_s: int = 1800) -> None:
+    """Starts the process group for ``launcher`` (nothing for ``'none'`` or if already started).
+
+    Without CUDA the group is started here with gloo, because mmengine's ``init_dist`` would call
+    ``torch.cuda.set_device``.
+    """
+    import datetime
+
+    import torch.distributed as dist
+    if launcher == 'none' or dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        from mmengine.dist import init_dist
+        init_dist(launcher, backend=backend or 'nccl', timeout=timeout_s)
+    elif launcher == 'pytorch':
+        dist.init_process_group(backend=backend or 'gloo',
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    else:
+        raise ValueError(f'launcher {launcher!r} needs CUDA here; use --launcher pytorch (torchrun)')
+
+
+def build_runner(cfg: Config):
+    """The config's runner (``runner_type`` if set, else mmengine's ``Runner``)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    enable_weights_only_checkpoints()
+    if cfg.get('launcher', 'none') != 'none' and not torch.cuda.is_available():
+        init_distributed(cfg.launcher, cfg.env_cfg.dist_cfg.get('backend', 'gloo'))
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def add_common_arguments(parser, options: Sequence[str] = ('work-dir', 'cfg-options', 'launcher')):
+    """The arguments both launchers share."""
+    from mmengine.config import DictAction
+    if 'work-dir' in options:
+        parser.add_argument('--work-dir', help='directory for logs and checkpoints')
+    if 'cfg-options' in options:
+        parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                            help='override config entries: key=value (lists: key="[a,b]")')
+    if 'launcher' in options:
+        parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+        parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
