@@ -120,7 +120,13 @@ def _point_at_coco_cc(cfg, work_dir):
         loader.dataset.data_root = COCO_CC
     cfg.val_evaluator.ann_file = COCO_CC + 'annotations/instances_val2017.json'
     cfg.test_evaluator.ann_file = cfg.val_evaluator.ann_file
+    return _isolated(cfg, work_dir)
+
+
+def _isolated(cfg, work_dir):
+    """Own work dir and visualizer: mmengine reuses a same-named visualizer across runners."""
     cfg.work_dir = str(work_dir)
+    cfg.visualizer.name = f'visualizer_{os.path.basename(str(work_dir))}_{id(cfg)}'
     return cfg
 
 
@@ -183,8 +189,7 @@ def test_drop_in_into_unmodified_mmdet_config(tmp_path):
         default_hooks = dict(checkpoint=dict(by_epoch=False, interval=100), logger=dict(interval=1))
         log_processor = dict(by_epoch=False)
     '''))
-    cfg = Config.fromfile(str(config))
-    cfg.work_dir = str(tmp_path / 'work')
+    cfg = _isolated(Config.fromfile(str(config)), tmp_path / 'work')
     runner = Runner.from_cfg(cfg)
     assert type(runner.model.backbone).__name__ == 'SAMIViT'
     runner.train()

@@ -6,7 +6,7 @@ them under the detector's ViT (``backbone.net.``), resizing position tables and 
 leaves at initialisation. Checkpoints of the whole detector (resume, ``--eval-only``) load as
 saved. Importing this module registers ``zoo://NAME`` with detectron2's ``PathManager``.
 """
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,13 +43,17 @@ class ZooPathHandler(PathHandler):
 PathManager.register_handler(ZooPathHandler())
 
 
-def _mmengine_checkpoint_globals() -> List[object]:
-    """The non-tensor classes of mmengine checkpoints (none without mmengine, which they need anyway)."""
+def _allow_mmengine_checkpoints() -> None:
+    """Lets torch's safe loader read mmengine checkpoints (nothing to do without mmengine).
+
+    Added for good rather than with ``torch.serialization.safe_globals``, whose exit removes the
+    classes even when the mmengine adapters had allow-listed them before.
+    """
     try:
-        from ..mmengine.checkpoints import mmengine_checkpoint_globals
+        from ..mmengine.checkpoints import enable_weights_only_checkpoints
     except ImportError:
-        return []
-    return mmengine_checkpoint_globals()
+        return
+    enable_weights_only_checkpoints()
 
 
 def find_vit(model: nn.Module) -> Tuple[Optional[ViT], str]:
@@ -74,8 +78,8 @@ class SAMICheckpointer(DetectionCheckpointer):
     def _torch_load(self, filename: str) -> Dict[str, Any]:
         """detectron2's ``torch.load`` (``weights_only``), also admitting the message-hub and numpy objects
         of mmengine checkpoints (SAMI pretraining), see :mod:`efficientsam_plugins.mmengine.checkpoints`."""
-        with torch.serialization.safe_globals(_mmengine_checkpoint_globals()):
-            return super()._torch_load(filename)
+        _allow_mmengine_checkpoints()
+        return super()._torch_load(filename)
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         loaded = super()._load_file(filename)
