@@ -3,11 +3,13 @@
 Nothing here names a toolbox: the registries come from the config's ``default_scope`` and its
 ``custom_imports``, so mmpretrain, mmdet and mmseg configs all go through the same code.
 """
+import logging
 import os
 from typing import Optional, Sequence
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 from .checkpoints import enable_weights_only_checkpoints
 
@@ -23,7 +25,8 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
         work_dir: output directory (default: the config's, else ``work_dirs/<config name>``).
         cfg_options: ``key=value`` overrides, applied last.
         resume: ``'auto'`` (latest checkpoint of the work dir) or a checkpoint path.
-        amp: mixed precision (``AmpOptimWrapper``); needs CUDA.
+        amp: mixed precision (``AmpOptimWrapper``); needs CUDA. Without CUDA, a config that asks
+            for AMP (the GPU recipes) trains in fp32 with a warning.
         launcher: ``none`` or a distributed launcher; without CUDA the backend becomes gloo.
         auto_scale_lr: scale the learning rate by the real batch size (``auto_scale_lr`` config).
         checkpoint: weights to evaluate (``load_from``), for testing.
@@ -43,6 +46,11 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
             raise ValueError('--amp needs a CUDA device; this machine has none')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif cfg.get('optim_wrapper', {}).get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        print_log('no CUDA device: training in fp32 (OptimWrapper) instead of the config\'s AMP',
+                  logger='current', level=logging.WARNING)
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.pop('loss_scale', None)
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif resume is not None:
