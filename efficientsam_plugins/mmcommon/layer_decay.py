@@ -6,12 +6,9 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+from ..models.vit import layer_decay_scale
+
 NO_DECAY_NAMES = ('pos_embed', 'rel_pos_h', 'rel_pos_w', 'cls_token', 'mask_token')
-
-
-def layer_decay_scale(layer_id: int, num_layers: int, decay_rate: float) -> float:
-    """lr factor of a layer: the last layer (heads, neck) keeps 1, each earlier one x decay_rate."""
-    return decay_rate ** (num_layers - 1 - layer_id)
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

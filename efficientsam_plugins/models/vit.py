@@ -356,16 +356,28 @@ class ViT(nn.Module):
         return x, ids_visible
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """``(layer_id, num_layers)`` for layer-wise lr decay (mmpretrain's convention).
+        """``(layer_id, num_layers)`` for layer-wise lr decay; see :func:`vit_layer_depth`."""
+        return vit_layer_depth(param_name, self.depth, prefix)
 
-        Embeddings are layer 0, block ``i`` is layer ``i + 1``, the final norm and neck the last.
-        """
-        num_layers = self.depth + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith(('pos_embed', 'patch_embed', 'cls_token')):
-            return 0, num_layers
-        if name.startswith('blocks.'):
-            return int(name.split('.')[1]) + 1, num_layers
+
+def vit_layer_depth(param_name: str, depth: int, prefix: str = '') -> Tuple[int, int]:
+    """``(layer_id, num_layers)`` of a ViT parameter for layer-wise lr decay (mmpretrain's convention).
+
+    Embeddings are layer 0, block ``i`` is layer ``i + 1``, the final norm, the neck and anything
+    outside ``prefix`` the last layer. Depends only on the name and the depth, so optimizers that
+    see names alone (detectron2's lr-factor functions) share this one definition.
+    """
+    num_layers = depth + 2
+    if not param_name.startswith(prefix):
         return num_layers - 1, num_layers
+    name = param_name[len(prefix):]
+    if name.startswith(('pos_embed', 'patch_embed', 'cls_token')):
+        return 0, num_layers
+    if name.startswith('blocks.'):
+        return int(name.split('.')[1]) + 1, num_layers
+    return num_layers - 1, num_layers
+
+
+def layer_decay_scale(layer_id: int, num_layers: int, decay_rate: float) -> float:
+    """lr factor of a layer: the last layer (heads, neck) keeps 1, each earlier one x decay_rate."""
+    return decay_rate ** (num_layers - 1 - layer_id)
