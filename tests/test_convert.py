@@ -16,8 +16,8 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 
 
 @pytest.fixture(scope='module')
-def official(reference_dir):
-    return torch.load(os.path.join(reference_dir, 'random_vitt_state_dict.pt'), weights_only=True)
+def official(official_vitt_checkpoint):
+    return torch.load(official_vitt_checkpoint, weights_only=True)
 
 
 def test_backbone_targets(official):
@@ -44,9 +44,9 @@ def test_official_layout_round_trip(official):
         to_official_efficientsam(to_backbone_checkpoint(official, 'mmdet'))
 
 
-def test_cli_writes_atomically(tmp_path, reference_dir):
+def test_cli_writes_atomically(tmp_path, official_vitt_checkpoint):
     script = os.path.join(REPO_ROOT, 'tools', 'convert_checkpoint.py')
-    source = os.path.join(reference_dir, 'random_vitt_state_dict.pt')
+    source = official_vitt_checkpoint
     out = tmp_path / 'vitt_d2.pth'
     result = subprocess.run([sys.executable, script, 'backbone', source, str(out), '--target', 'detectron2'],
                             capture_output=True, text=True)
@@ -60,11 +60,11 @@ def test_cli_writes_atomically(tmp_path, reference_dir):
     assert sorted(os.listdir(tmp_path)) == ['bad.pt', 'vitt_d2.pth']
 
 
-def test_mmengine_zoo_scheme(tmp_path, monkeypatch, reference_dir):
+def test_mmengine_zoo_scheme(tmp_path, monkeypatch, official_vitt_checkpoint):
     pytest.importorskip('mmengine', reason='mmengine is not installed')
     import efficientsam_plugins.mmcommon  # noqa: F401  (registers zoo://)
     from mmengine.runner import load_checkpoint
-    path = os.path.join(reference_dir, 'random_vitt_state_dict.pt')
+    path = official_vitt_checkpoint
     manifest = tmp_path / 'zoo.json'
     manifest.write_text(json.dumps([dict(name='local_vitt', filename='local_vitt.pt', urls=['file://' + path],
                                          size=None, sha256=None, license='test', format='efficientsam',

@@ -4,6 +4,8 @@ import sys
 
 from PIL import Image
 
+from conftest import EFFICIENTSAM_TINY
+
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 
 
@@ -22,12 +24,10 @@ def test_demo_without_weights_says_so_and_writes_overlay(tmp_path):
         assert image.size == (2 * 640, 427)
 
 
-def test_demo_with_checkpoint_and_custom_prompts(tmp_path):
-    reference = os.path.join(REPO_ROOT, '..', 'shared', 'reference', 'efficientsam')
+def test_demo_with_checkpoint_and_custom_prompts(tmp_path, official_vitt_checkpoint):
     output = tmp_path / 'dogs.png'
-    result = run_demo('--image', os.path.join(reference, 'dogs.jpg'), '--checkpoint',
-                      os.path.join(reference, 'random_vitt_state_dict.pt'), '--box', '400', '200', '800', '600',
-                      '--output', str(output))
+    result = run_demo('--image', os.path.join(EFFICIENTSAM_TINY, 'dogs.png'), '--checkpoint', official_vitt_checkpoint,
+                      '--box', '400', '200', '800', '600', '--output', str(output))
     assert result.returncode == 0, result.stderr
     assert 'RANDOM' not in result.stderr and output.is_file()
 

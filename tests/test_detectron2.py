@@ -178,11 +178,11 @@ def test_yacs_registry_builds_the_backbones(detectron2):
     assert list(build_backbone(cfg).output_shape()) == ['last_feat']
 
 
-def test_checkpointer_loads_efficientsam_sami_zoo_and_detectron2_checkpoints(detectron2, reference_dir, tmp_path,
+def test_checkpointer_loads_efficientsam_sami_zoo_and_detectron2_checkpoints(detectron2, official_vitt_checkpoint, tmp_path,
                                                                              monkeypatch, caplog):
     from efficientsam_plugins.detectron2 import SAMICheckpointer
     from efficientsam_plugins.models.convert import to_backbone_checkpoint
-    efficientsam_path = os.path.join(reference_dir, 'random_vitt_state_dict.pt')
+    efficientsam_path = official_vitt_checkpoint
     expected = torch.load(efficientsam_path, map_location='cpu', weights_only=True)['model']
     sami_path = tmp_path / 'sami_pretrain.pth'
     _save_as_mmengine_runner(_sami_checkpoint(efficientsam_path), sami_path, monkeypatch)
@@ -225,12 +225,12 @@ def test_checkpointer_loads_efficientsam_sami_zoo_and_detectron2_checkpoints(det
         SAMICheckpointer(wider).load(efficientsam_path)
 
 
-def test_mmdet_and_detectron2_backbones_give_the_same_maps(detectron2, reference_dir, tmp_path):
+def test_mmdet_and_detectron2_backbones_give_the_same_maps(detectron2, official_vitt_checkpoint, tmp_path):
     pytest.importorskip('mmengine', reason='the mmdet backbone needs mmengine')
     from efficientsam_plugins.detectron2 import SAMICheckpointer
     from efficientsam_plugins.mmcommon import SAMISimpleFPN, SAMIViT
     sami_path = tmp_path / 'sami_pretrain.pth'
-    torch.save(_sami_checkpoint(os.path.join(reference_dir, 'random_vitt_state_dict.pt')), sami_path)
+    torch.save(_sami_checkpoint(official_vitt_checkpoint), sami_path)
     torch.manual_seed(0)
     d2_model = torch.nn.Module()
     d2_model.backbone = _small_vitdet()

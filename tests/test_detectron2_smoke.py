@@ -12,19 +12,17 @@ import sys
 
 import pytest
 
-from conftest import REFERENCE_DIR, REPO_ROOT, SHARED
+from conftest import REPO_ROOT
 
 pytest.importorskip('detectron2', reason='detectron2 is not installed; build it from its git repository '
                                          '(see README, "detectron2") to run the detectron2 smoke training')
 
 SMOKE_CONFIG = os.path.join('configs', 'detectron2', 'vitdet', 'sami_ti_coco_smoke.py')
-COCO_CC = os.path.join(SHARED, 'data', 'coco_cc')
-EFFICIENTSAM_TI = os.path.join(REFERENCE_DIR, 'random_vitt_state_dict.pt')
 
 
 def launch(*args: str) -> None:
     """Runs the launcher in a fresh process (detectron2 keeps global logging and dataset state)."""
-    env = dict(os.environ, SAMI_COCO_CC_ROOT=COCO_CC)
+    env = dict(os.environ)
     env.setdefault('OMP_NUM_THREADS', '1')  # small CPU machines shared with other jobs: no thread thrashing
     command = [sys.executable, '-c', 'import sys; from efficientsam_plugins.detectron2.launch import main; '
                'sys.exit(main(sys.argv[1:]))', SMOKE_CONFIG, *args]
@@ -38,12 +36,9 @@ def read_metrics(output_dir: str) -> list:
 
 
 @pytest.fixture(scope='module')
-def smoke_run(tmp_path_factory):
-    for path in (COCO_CC, EFFICIENTSAM_TI):
-        if not os.path.exists(path):
-            pytest.skip(f'shared smoke data not found at {path}')
+def smoke_run(tmp_path_factory, official_vitt_checkpoint):
     output_dir = str(tmp_path_factory.mktemp('d2_smoke'))
-    launch(f'train.output_dir={output_dir}', f'train.init_checkpoint={EFFICIENTSAM_TI}')
+    launch(f'train.output_dir={output_dir}', f'train.init_checkpoint={official_vitt_checkpoint}')
     return output_dir
 
 

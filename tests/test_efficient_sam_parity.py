@@ -1,12 +1,17 @@
-"""Numerical parity with the official EfficientSAM code (outputs in ../shared/reference/efficientsam)."""
+"""Numerical parity with the official EfficientSAM code.
+
+The tiny configuration's reference (tests/data/efficientsam_tiny) pins the architecture, the checkpoint
+layout, pre-/post-processing and prompt handling; tests/extras repeats it for the full-size ViT-T.
+"""
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from PIL import Image
 
+from conftest import EFFICIENTSAM_TINY, TEST_DATA
 from efficientsam_plugins.models.efficient_sam import build_efficient_sam
 
 
@@ -16,31 +21,35 @@ def relative_l2(actual, expected):
     return np.linalg.norm(actual - expected) / np.linalg.norm(expected)
 
 
+def reference_file(name):
+    return os.path.join(EFFICIENTSAM_TINY, name)
+
+
 @pytest.fixture(scope='module')
-def image(reference_dir):
-    pixels = np.load(os.path.join(reference_dir, 'input_dogs_uint8_HWC.npy'))
+def image():
+    pixels = np.array(Image.open(reference_file('dogs.png')))
     return torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255
 
 
 @pytest.fixture(scope='module')
-def tiny(reference_dir):
-    with open(os.path.join(reference_dir, 'tiny_reference.json')) as f:
+def tiny():
+    with open(reference_file('reference.json')) as f:
         reference = json.load(f)
-    model = build_efficient_sam(reference['config'], os.path.join(reference_dir, 'tiny_state_dict.pt'))
+    model = build_efficient_sam(reference['config'], reference_file('state_dict.pt'))
     return model, reference
 
 
-def test_tiny_image_embeddings(tiny, image, reference_dir):
+def test_tiny_image_embeddings(tiny, image):
     model, reference = tiny
     with torch.no_grad():
         embeddings = model.get_image_embeddings(image)
     assert list(embeddings.shape) == reference['embedding_shape']
-    assert relative_l2(embeddings, np.load(os.path.join(reference_dir, 'tiny_image_embeddings.npy'))) < 1e-4
+    assert relative_l2(embeddings, np.load(reference_file('image_embeddings.npy'))) < 1e-4
 
 
 @pytest.mark.parametrize('prompt', ['point', 'box', 'two_boxes', 'seven_points_truncated_to_6'])
 @pytest.mark.parametrize('multimask', [True, False])
-def test_tiny_decoder_outputs(tiny, image, reference_dir, prompt, multimask):
+def test_tiny_decoder_outputs(tiny, image, prompt, multimask):
     model, reference = tiny
     case = reference['outputs'][prompt]
     points, labels = torch.tensor(case['points']), torch.tensor(case['labels'])
@@ -49,49 +58,24 @@ def test_tiny_decoder_outputs(tiny, image, reference_dir, prompt, multimask):
         logits, iou = model.predict_masks(embeddings, points, labels, multimask, *image.shape[2:])
     suffix = '' if multimask else 'single_'
     mask_suffix = '' if multimask else 'single_mask_'
-    expected_logits = np.load(os.path.join(reference_dir, f'tiny_{prompt}_{mask_suffix}lowres_logits.npy'))
-    expected_iou = np.load(os.path.join(reference_dir, f'tiny_{prompt}_{suffix}iou.npy'))
+    expected_logits = np.load(reference_file(f'{prompt}_{mask_suffix}lowres_logits.npy'))
+    expected_iou = np.load(reference_file(f'{prompt}_{suffix}iou.npy'))
     assert logits.shape == expected_logits.shape
     assert relative_l2(logits, expected_logits) < 1e-4
     assert relative_l2(iou, expected_iou) < 1e-4
 
 
-def test_tiny_full_resolution_logits(tiny, image, reference_dir):
+def test_tiny_full_resolution_logits(tiny, image):
     model, reference = tiny
     case = reference['outputs']['point']
     with torch.no_grad():
         logits, _ = model(image, torch.tensor(case['points']), torch.tensor(case['labels']))
-    expected = np.load(os.path.join(reference_dir, 'tiny_point_fullres_logits_f16.npy')).astype(np.float32)
     assert list(logits.shape) == case['full_shape']
-    assert relative_l2(logits, expected) < 1e-3  # the reference is stored in float16
-    assert ((logits.numpy() >= 0) == (expected >= 0)).mean() >= 0.999
-
-
-@pytest.fixture(scope='module')
-def random_vitt(reference_dir, image):
-    model = build_efficient_sam('ti', os.path.join(reference_dir, 'random_vitt_state_dict.pt'))
-    with torch.no_grad():
-        embeddings = model.get_image_embeddings(image)
-    with open(os.path.join(reference_dir, 'prompts.json')) as f:
-        prompts = json.load(f)
-    return model, embeddings, prompts
-
-
-@pytest.mark.parametrize('prompt', ['point', 'box', 'two_boxes'])
-def test_full_size_vitt_outputs(random_vitt, image, reference_dir, prompt):
-    model, embeddings, prompts = random_vitt
-    points = torch.tensor(prompts[prompt]['batched_points'], dtype=torch.float32)
-    labels = torch.tensor(prompts[prompt]['batched_point_labels'], dtype=torch.float32)
-    with torch.no_grad():
-        logits, iou = model.predict_masks(embeddings, points, labels, True, *image.shape[2:])
-    expected_logits = np.load(os.path.join(reference_dir, f'random_vitt_{prompt}_lowres_logits.npy'))
-    assert logits.shape == expected_logits.shape == (1, points.shape[1], 3, 256, 256)
-    assert relative_l2(logits, expected_logits) < 1e-4
-    assert relative_l2(iou, np.load(os.path.join(reference_dir, f'random_vitt_{prompt}_iou.npy'))) < 1e-4
-    if prompt == 'point':
-        masks = F.interpolate(logits[0], image.shape[2:], mode='bicubic')[None] >= 0
-        expected_masks = np.load(os.path.join(reference_dir, 'random_vitt_point_fullres_masks.npy'))
-        assert (masks.numpy() == expected_masks).mean() >= 0.999
+    expected_masks = np.unpackbits(np.load(reference_file('point_fullres_masks_packed.npy')), axis=-1,
+                                   count=logits.shape[-1]).astype(bool)
+    assert ((logits.numpy() >= 0) == expected_masks).mean() >= 0.999
+    expected = np.load(reference_file('point_fullres_logits_f16_every4th.npy')).astype(np.float32)
+    assert relative_l2(logits[..., ::4, ::4], expected) < 1e-3  # the reference is stored in float16
 
 
 @pytest.mark.parametrize('config,count', [('ti', 10_223_204), ('s', 26_413_028)])
@@ -100,16 +84,26 @@ def test_parameter_counts_equal_official(config, count):
     assert sum(p.numel() for p in model.parameters()) == count
 
 
-def test_checkpoint_keys_need_no_renaming(reference_dir):
-    state = torch.load(os.path.join(reference_dir, 'random_vitt_state_dict.pt'), weights_only=True)['model']
-    assert set(build_efficient_sam('ti').state_dict()) == set(state)
-    model = build_efficient_sam('ti', {'model': state})
+def test_checkpoint_keys_need_no_renaming():
+    state = torch.load(reference_file('state_dict.pt'), weights_only=True)['model']
+    with open(reference_file('reference.json')) as f:
+        config = json.load(f)['config']
+    assert set(build_efficient_sam(config).state_dict()) == set(state)
+    model = build_efficient_sam(config, {'model': state})
     torch.testing.assert_close(model.image_encoder.pos_embed, state['image_encoder.pos_embed'])
 
 
-def test_wrong_architecture_checkpoint_is_refused(reference_dir):
+def test_released_vitt_layout_loads_without_renaming():
+    """Keys and shapes of the released ``efficient_sam_vitt.pt`` (recorded from the shared reference)."""
+    with open(os.path.join(TEST_DATA, 'efficient_sam_vitt_shapes.json')) as f:
+        released = json.load(f)
+    ours = {key: list(value.shape) for key, value in build_efficient_sam('ti').state_dict().items()}
+    assert len(released) == 278 and ours == released
+
+
+def test_wrong_architecture_checkpoint_is_refused(official_vitt_checkpoint):
     with pytest.raises(ValueError, match='shape mismatches'):
-        build_efficient_sam('s', os.path.join(reference_dir, 'random_vitt_state_dict.pt'))
+        build_efficient_sam('s', official_vitt_checkpoint)
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import COCO_MINI, COCO_ROOTS
 from efficientsam_plugins.evaluation import (BoxFillSegmenter, EfficientSamSegmenter, GroundTruthSegmenter,
                                              ImageInfo, Instance, InstanceDataset, PromptBatch, PromptProtocol,
                                              Segmentation, Segmenter, center_click, evaluate_dataset,
@@ -18,8 +19,6 @@ from efficientsam_plugins.evaluation.clicks import click_rng
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
-COCO_CC = os.path.join(REPO, '..', 'shared', 'data', 'coco_cc')
-COCO_MINI = os.path.join(REPO, 'data', 'coco_mini')
 TINY = dict(img_size=256, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,
             dec_heads=2, dec_mlp_dim=64, upscaling=[16, 8], iou_head_hidden_dim=32)
 
@@ -33,11 +32,8 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def coco_cc(split='val2017'):
-    if not os.path.isdir(COCO_CC):
-        pytest.skip(f'shared data not found at {COCO_CC}')
-    return InstanceDataset(os.path.join(COCO_CC, 'annotations', f'instances_{split}.json'),
-                           os.path.join(COCO_CC, split))
+def coco_split(split='val2017', root=COCO_MINI):
+    return InstanceDataset(os.path.join(root, 'annotations', f'instances_{split}.json'), os.path.join(root, split))
 
 
 def tiny_model(seed=0):
@@ -64,20 +60,24 @@ class Recorder(Segmenter):
         return self.inner.segment(prompts)
 
 
+@pytest.mark.parametrize('root', COCO_ROOTS, ids=os.path.basename)
 @pytest.mark.parametrize('split,protocol', [('val2017', 'random'), ('train2017', 'center')])
-def test_oracle_predictions_score_one(split, protocol):
-    dataset = coco_cc(split)
+def test_oracle_predictions_score_one(root, split, protocol):
+    dataset = coco_split(split, root)
     result = evaluate_dataset(dataset, GroundTruthSegmenter(dataset),
                               PromptProtocol(clicks=(1, 3), click_protocol=protocol), progress=False)
+    with open(dataset.ann_file) as f:
+        instances = sum(not a['iscrowd'] for a in json.load(f)['annotations'])
     assert set(result.summary) == {'box', '1_click', '3_clicks'}
     for entry in result.summary.values():
-        assert entry['mIoU'] == 1.0 and entry['num_instances'] > 100
+        assert entry['mIoU'] == 1.0 and entry['num_instances'] == instances > 40
         assert all(entry[b]['mIoU'] == 1.0 for b in ('small', 'medium', 'large'))
 
 
-def test_box_filled_masks_match_independent_iou():
+@pytest.mark.parametrize('root', COCO_ROOTS, ids=os.path.basename)
+def test_box_filled_masks_match_independent_iou(root):
     from pycocotools.coco import COCO
-    dataset = coco_cc('val2017')
+    dataset = coco_split('val2017', root)
     result = evaluate_dataset(dataset, BoxFillSegmenter(), PromptProtocol(clicks=()), progress=False)
     coco = COCO(dataset.ann_file)
     expected = {'small': [], 'medium': [], 'large': []}
@@ -149,7 +149,7 @@ def test_clicks_are_batched_per_round_and_stop_when_nothing_is_missed():
 
 
 def test_box_prompts_and_clicks_share_one_call_each():
-    dataset = coco_cc('val2017')
+    dataset = coco_split('val2017')
     recorder = Recorder(GroundTruthSegmenter(dataset))
     image_id = dataset.image_ids[2]
     instances, _ = dataset.instances(image_id)

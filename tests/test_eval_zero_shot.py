@@ -7,13 +7,12 @@ import os
 import pytest
 import torch
 
+from conftest import COCO_MINI, COCO_ROOTS
 from efficientsam_plugins.evaluation import (BoxFillSegmenter, GroundTruthSegmenter, InstanceDataset, PromptBatch,
                                              Segmenter, evaluate_segmentation, load_detections, segment_detections)
 from efficientsam_plugins.models.efficient_sam import build_efficient_sam
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
-COCO_CC = os.path.join(REPO, '..', 'shared', 'data', 'coco_cc')
-COCO_MINI = os.path.join(REPO, 'data', 'coco_mini')
 TINY = dict(img_size=256, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,
             dec_heads=2, dec_mlp_dim=64, upscaling=[16, 8], iou_head_hidden_dim=32)
 
@@ -52,16 +51,15 @@ class DetectionOracle(Segmenter):
         return self.inner.segment(PromptBatch(keys, boxes=prompts.boxes))
 
 
-@pytest.fixture(scope='module')
-def coco_val():
-    ann_file = os.path.join(COCO_CC, 'annotations', 'instances_val2017.json')
-    if not os.path.isfile(ann_file):
-        pytest.skip(f'shared data not found at {COCO_CC}')
-    return ann_file, os.path.join(COCO_CC, 'val2017')
+@pytest.fixture(scope='module', params=COCO_ROOTS, ids=os.path.basename)
+def coco_val(request):
+    """(annotation file, image folder, data root) of a val2017 split."""
+    root = request.param
+    return os.path.join(root, 'annotations', 'instances_val2017.json'), os.path.join(root, 'val2017'), root
 
 
 def test_oracle_masks_give_coco_ap_one(coco_val, tmp_path):
-    ann_file, img_dir = coco_val
+    ann_file, img_dir, _ = coco_val
     dataset = InstanceDataset(ann_file, img_dir)
     index = ground_truth_detections(ann_file, tmp_path / 'dets.json')
     detections = load_detections(str(tmp_path / 'dets.json'), dataset)
@@ -90,10 +88,10 @@ def lvis_version_of(ann_file, path):
 
 def test_oracle_masks_give_lvis_ap_one(coco_val, tmp_path):
     pytest.importorskip('lvis', reason='LVIS evaluation needs the lvis package')
-    coco_ann, _ = coco_val
+    coco_ann, _, root = coco_val
     lvis_ann = str(tmp_path / 'lvis_val.json')
     lvis_version_of(coco_ann, lvis_ann)
-    dataset = InstanceDataset(lvis_ann, COCO_CC)  # images found as <img_dir>/val2017/<name>
+    dataset = InstanceDataset(lvis_ann, root)  # images found as <img_dir>/val2017/<name>
     assert dataset.format == 'lvis'
     dataset.check_images_exist(dataset.image_ids)
     index = ground_truth_detections(lvis_ann, tmp_path / 'dets.json')

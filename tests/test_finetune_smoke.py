@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import COCO_MINI
+
 mmengine = pytest.importorskip('mmengine')
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
-COCO_CC = os.path.join(REPO, '..', 'shared', 'data', 'coco_cc')
 SMOKE_CONFIG = os.path.join(REPO, 'configs', 'efficientsam', 'efficientsam_ti_sa1b_smoke.py')
 
 
@@ -20,8 +21,6 @@ SMOKE_CONFIG = os.path.join(REPO, 'configs', 'efficientsam', 'efficientsam_ti_sa
 def smoke_run(tmp_path_factory):
     from mmengine.config import Config
     from mmengine.runner import Runner
-    if not os.path.isdir(COCO_CC):
-        pytest.skip(f'shared data not found at {COCO_CC}')
     work_dir = tmp_path_factory.mktemp('smoke')
     cfg = Config.fromfile(SMOKE_CONFIG)
     cfg.work_dir = str(work_dir)
@@ -71,8 +70,8 @@ def load_tool(name):
 def test_evaluation_tools_run_on_the_finetuned_checkpoint(smoke_run, tmp_path):
     work_dir, _, _ = smoke_run
     checkpoint, config = str(work_dir / 'efficientsam_smoke.pt'), str(work_dir / 'efficientsam_smoke.config.json')
-    ann_file = os.path.join(COCO_CC, 'annotations', 'instances_val2017.json')
-    img_dir = os.path.join(COCO_CC, 'val2017')
+    ann_file = os.path.join(COCO_MINI, 'annotations', 'instances_val2017.json')
+    img_dir = os.path.join(COCO_MINI, 'val2017')
     common = ['--ann-file', ann_file, '--img-dir', img_dir, '--config', config, '--checkpoint', checkpoint,
               '--no-progress']
     promptable = load_tool('eval_promptable')

@@ -6,6 +6,8 @@ import textwrap
 import pytest
 import torch
 
+from conftest import COCO_MINI
+
 pytest.importorskip('mmdet', reason='mmdet is not installed (pip install -e .[mm])')
 
 from mmengine.config import Config  # noqa: E402
@@ -16,7 +18,7 @@ from efficientsam_plugins.mmcommon import SAMIViT  # noqa: E402
 from efficientsam_plugins.models.vit import ViT  # noqa: E402
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
-COCO_CC = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'coco_cc') + '/'
+DATA_ROOT = COCO_MINI + '/'  # absolute: tests do not run from the repository root
 
 
 def build_detector(cfg):
@@ -65,8 +67,8 @@ def test_layer_decay_groups():
     assert by_param[id(named[head_param])]['lr'] == pytest.approx(lr)
 
 
-def test_backbone_loads_official_efficientsam_checkpoint(reference_dir):
-    path = os.path.join(reference_dir, 'random_vitt_state_dict.pt')
+def test_backbone_loads_official_efficientsam_checkpoint(official_vitt_checkpoint):
+    path = official_vitt_checkpoint
     backbone = SAMIViT('ti', img_size=256, init_cfg=dict(type='Pretrained', checkpoint=path))
     backbone.init_weights()
     official = torch.load(path, weights_only=True)['model']
@@ -89,8 +91,8 @@ def test_backbone_loads_sami_and_mae_layouts(tmp_path):
         torch.testing.assert_close(backbone.blocks[11].mlp.fc2.weight, source.blocks[11].mlp.fc2.weight)
 
 
-def test_backbone_refuses_mismatched_checkpoints(tmp_path, reference_dir):
-    path = os.path.join(reference_dir, 'random_vitt_state_dict.pt')
+def test_backbone_refuses_mismatched_checkpoints(tmp_path, official_vitt_checkpoint):
+    path = official_vitt_checkpoint
     with pytest.raises(ValueError, match=r'384 dims and 12 blocks: shape mismatches \(pos_embed'):
         SAMIViT('s', init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
     deeper = ViT({'embed_dim': 192, 'depth': 13, 'num_heads': 3})
@@ -101,8 +103,8 @@ def test_backbone_refuses_mismatched_checkpoints(tmp_path, reference_dir):
         SAMIViT('ti', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'none.pth'))).init_weights()
 
 
-def test_backbone_loads_zoo_names(tmp_path, monkeypatch, reference_dir):
-    path = os.path.join(reference_dir, 'random_vitt_state_dict.pt')
+def test_backbone_loads_zoo_names(tmp_path, monkeypatch, official_vitt_checkpoint):
+    path = official_vitt_checkpoint
     manifest = tmp_path / 'zoo.json'
     manifest.write_text(json.dumps([dict(name='test_vitt', filename='test_vitt.pt', urls=['file://' + path],
                                          size=os.path.getsize(path), sha256=None, license='test',
@@ -115,10 +117,10 @@ def test_backbone_loads_zoo_names(tmp_path, monkeypatch, reference_dir):
     torch.testing.assert_close(backbone.blocks[0].norm1.weight, official['image_encoder.blocks.0.norm1.weight'])
 
 
-def _point_at_coco_cc(cfg, work_dir):
+def _point_at_bundled_data(cfg, work_dir):
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = COCO_CC
-    cfg.val_evaluator.ann_file = COCO_CC + 'annotations/instances_val2017.json'
+        loader.dataset.data_root = DATA_ROOT
+    cfg.val_evaluator.ann_file = DATA_ROOT + 'annotations/instances_val2017.json'
     cfg.test_evaluator.ann_file = cfg.val_evaluator.ann_file
     return _isolated(cfg, work_dir)
 
@@ -146,10 +148,9 @@ def _train_losses(work_dir):
     return [r['loss'] for r in records if 'loss' in r]
 
 
-@pytest.mark.skipif(not os.path.isdir(COCO_CC), reason='../shared/data/coco_cc not found')
 def test_smoke_config_trains_evaluates_and_tests_from_checkpoint(tmp_path):
     from mmengine.runner import Runner
-    cfg = _point_at_coco_cc(Config.fromfile(os.path.join(REPO_ROOT, 'configs', 'vitdet', 'sami_ti_coco_smoke.py')),
+    cfg = _point_at_bundled_data(Config.fromfile(os.path.join(REPO_ROOT, 'configs', 'vitdet', 'sami_ti_coco_smoke.py')),
                             tmp_path)
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -163,14 +164,13 @@ def test_smoke_config_trains_evaluates_and_tests_from_checkpoint(tmp_path):
     assert checkpoint.is_file()
     test_metrics = _run_tool('test.py', os.path.join(REPO_ROOT, 'configs', 'vitdet', 'sami_ti_coco_smoke.py'),
                              str(checkpoint), '--work-dir', str(tmp_path / 'test'), '--cfg-options',
-                             f'test_dataloader.dataset.data_root={COCO_CC}',
-                             f'test_evaluator.ann_file={COCO_CC}annotations/instances_val2017.json',
+                             f'test_dataloader.dataset.data_root={DATA_ROOT}',
+                             f'test_evaluator.ann_file={DATA_ROOT}annotations/instances_val2017.json',
                              'visualizer.name=visualizer_tools_test')
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert test_metrics[key] == pytest.approx(val_metrics[key])
 
 
-@pytest.mark.skipif(not os.path.isdir(COCO_CC), reason='../shared/data/coco_cc not found')
 def test_drop_in_into_unmodified_mmdet_config(tmp_path):
     from mmengine.runner import Runner
     config = tmp_path / 'mask-rcnn_sami-ti_fpn_1x_coco.py'
@@ -188,7 +188,7 @@ def test_drop_in_into_unmodified_mmdet_config(tmp_path):
             dict(type='PackDetInputs'),
         ]
         train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                                dataset=dict(data_root='{COCO_CC}', pipeline=train_pipeline))
+                                dataset=dict(data_root='{DATA_ROOT}', pipeline=train_pipeline))
         train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=3, val_interval=100)
         val_dataloader = None
         val_evaluator = None

@@ -5,6 +5,8 @@ import os
 import pytest
 import torch
 
+from conftest import COCO_MINI
+
 pytest.importorskip('mmseg', reason='mmseg is not installed (pip install -e .[mm])')
 
 from mmengine.config import Config  # noqa: E402
@@ -15,7 +17,7 @@ from efficientsam_plugins.mmcommon import SAMISimpleFPN, SAMIViT  # noqa: E402
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 CONFIGS = os.path.join(REPO_ROOT, 'configs', 'mask2former')
-COCO_CC = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'coco_cc') + '/'
+DATA_ROOT = COCO_MINI + '/'  # absolute: tests do not run from the repository root
 
 
 def build_segmentor(cfg):
@@ -77,8 +79,8 @@ def test_layer_decay_groups():
         assert group(name)['lr'] == pytest.approx(lr) and group(name)['weight_decay'] == 0
 
 
-def test_full_config_loads_official_efficientsam_checkpoint(reference_dir):
-    path = os.path.join(reference_dir, 'random_vitt_state_dict.pt')
+def test_full_config_loads_official_efficientsam_checkpoint(official_vitt_checkpoint):
+    path = official_vitt_checkpoint
     cfg = Config.fromfile(os.path.join(CONFIGS, 'sami_ti_ade20k.py'))
     cfg.model.backbone.init_cfg.checkpoint = path
     model = build_segmentor(cfg)
@@ -96,7 +98,7 @@ def test_bundled_semantic_data_loads():
     dataset_cfg = cfg.val_dataloader.dataset
     dataset_cfg.data_root = os.path.join(REPO_ROOT, dataset_cfg.data_root)
     dataset = DATASETS.build(dataset_cfg)
-    assert len(dataset) == 4 and len(dataset.metainfo['classes']) == 81
+    assert len(dataset) == 8 and len(dataset.metainfo['classes']) == 81
     sample = dataset[0]
     labels = set(sample['data_samples'].gt_sem_seg.data.unique().tolist())
     assert labels and labels <= set(range(81)) | {255}
@@ -109,15 +111,14 @@ def _scalars(work_dir):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.skipif(not os.path.isdir(COCO_CC), reason='../shared/data/coco_cc not found')
 def test_smoke_config_trains_and_evaluates_miou(tmp_path):
     from mmengine.runner import Runner
     cfg = Config.fromfile(os.path.join(CONFIGS, 'sami_ti_ade20k_smoke.py'))
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = COCO_CC
+        loader.dataset.data_root = DATA_ROOT
     cfg.work_dir = str(tmp_path)
     runner = Runner.from_cfg(cfg)
-    assert len(runner.val_dataloader.dataset) == 27
+    assert len(runner.val_dataloader.dataset) == 8
     runner.train()
     records = _scalars(tmp_path)
     losses = [r['loss'] for r in records if 'loss' in r]

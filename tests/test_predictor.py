@@ -120,6 +120,22 @@ def test_image_embedding_is_not_tiled_per_query(predictor, monkeypatch):
     assert seen == [(1, torch.Size([1, 3]))]
 
 
-def test_from_pretrained_loads_official_layout(reference_dir):
-    pred = EfficientSamPredictor.from_pretrained('ti', os.path.join(reference_dir, 'random_vitt_state_dict.pt'))
+def test_from_pretrained_loads_official_layout(official_vitt_checkpoint):
+    pred = EfficientSamPredictor.from_pretrained('ti', official_vitt_checkpoint)
     assert not pred.model.training
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(points=[['a', 'b']]), 'points must hold numbers'),
+    (dict(points=[[1, 2], [3]]), 'points must be a rectangular array'),
+    (dict(points=[[None, 1]]), 'points must hold numbers'),
+    (dict(points='10 20'), 'points must hold numbers'),
+    (dict(points=[[1, 1]], point_labels=['yes']), 'point_labels must hold numbers'),
+    (dict(boxes=[[0, 0, 'x', 10]]), 'boxes must hold numbers'),
+    (dict(boxes=[[0, 0, 5, 5], [1, 1, 9]]), 'boxes must be a rectangular array'),
+    (dict(boxes={'x1': 0}), 'boxes must hold numbers'),
+])
+def test_non_numeric_prompts_name_the_argument(predictor, kwargs, match):
+    pred, _ = predictor
+    with pytest.raises(ValueError, match=match):
+        pred.predict(**kwargs)

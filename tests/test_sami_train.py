@@ -14,16 +14,13 @@ import torch
 pytest.importorskip('mmpretrain')
 pytest.importorskip('segment_anything')
 
+from conftest import COCO_MINI  # noqa: E402
 from test_sami_core import save_tiny_sam  # noqa: E402
 from test_sami_mmpretrain import SMOKE_TEACHER  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 SMOKE = os.path.join(REPO, 'configs', 'sami', 'sami_vit-tiny_sam-vit-h_in1k-400e_smoke.py')
 FINETUNE_SMOKE = os.path.join(REPO, 'configs', 'imagenet', 'sami_vit-tiny_in1k-100e_smoke.py')
-SHARED_COCO = os.path.abspath(os.path.join(REPO, '..', 'shared', 'data', 'coco_cc'))
-DATA_ROOT = SHARED_COCO if os.path.isdir(os.path.join(SHARED_COCO, 'train2017')) else \
-    os.path.join(REPO, 'data', 'coco_mini')
-MINI_ROOT = os.path.join(REPO, 'data', 'coco_mini')
 
 
 def run(cmd, env=None):
@@ -72,7 +69,7 @@ def teacher_ckpt(tmp_path_factory):
     return str(path)
 
 
-def common_options(teacher_ckpt, data_root=DATA_ROOT):
+def common_options(teacher_ckpt, data_root=COCO_MINI):
     return [f'model.target_generator.checkpoint={teacher_ckpt}',
             f'train_dataloader.dataset.data_root={data_root}']
 
@@ -142,14 +139,14 @@ def test_cached_targets_extraction_resume_same_view_and_training(teacher_ckpt, t
     extract = load_tool('extract_teacher_features')
     argv = [SMOKE, '--out', cache, '--num-workers', '0', '--batch-size', '2',
             '--records-per-shard', '2', '--verify', '--cfg-options',
-            *common_options(teacher_ckpt, MINI_ROOT)]
+            *common_options(teacher_ckpt, COCO_MINI)]
     extract.main(argv)
-    assert '4 images stored, 0 missing' in capsys.readouterr().out
+    assert '8 images stored, 0 missing' in capsys.readouterr().out
     (index,) = sorted(glob.glob(os.path.join(cache, 'shards', '*.json')))[:1]
     os.remove(index)
     extract.main(argv)
     output = capsys.readouterr().out
-    assert '2 of 4 images already stored, 2 to do' in output and 'all shards intact' in output
+    assert '6 of 8 images already stored, 2 to do' in output and 'all shards intact' in output
 
     cfg = Config.fromfile(SMOKE)
     init_default_scope('mmpretrain')
@@ -157,7 +154,7 @@ def test_cached_targets_extraction_resume_same_view_and_training(teacher_ckpt, t
     teacher = MODELS.build(cfg.model.target_generator)
     preprocessor = MODELS.build(cfg.data_preprocessor)
     dataset_cfg = cfg.train_dataloader.dataset
-    dataset_cfg.data_root = MINI_ROOT
+    dataset_cfg.data_root = COCO_MINI
     dataset_cfg.pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='Resize', scale=(64, 64), keep_ratio=False, backend='pillow', interpolation='bicubic'),
@@ -185,7 +182,7 @@ def test_cached_targets_extraction_resume_same_view_and_training(teacher_ckpt, t
     work_dir = str(tmp_path / 'cached_run')
     load_tool('train').main([str(config), '--work-dir', work_dir, '--cfg-options',
                              'train_cfg.max_iters=3', 'default_hooks.checkpoint.interval=3',
-                             'experiment_name=sami_cached_test', f'train_dataloader.dataset.data_root={MINI_ROOT}'])
+                             'experiment_name=sami_cached_test', f'train_dataloader.dataset.data_root={COCO_MINI}'])
     losses = logged_losses(work_dir)
     assert sorted(losses) == [1, 2, 3] and all(0 < v < 100 for v in losses.values())
 

@@ -18,6 +18,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
 from efficientsam_plugins.models import eager_attention  # noqa: E402
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam  # noqa: E402
 
@@ -69,12 +70,12 @@ def main(argv=None) -> int:
     parser.add_argument('--models', nargs='+', default=['ti', 's'], choices=['ti', 's'])
     parser.add_argument('--attention', nargs='+', default=['sdpa', 'eager'], choices=['sdpa', 'eager'],
                         help='fused scaled_dot_product_attention and/or the official explicit softmax(QK^T)V')
-    parser.add_argument('--image-width', type=int, default=1024, help='original image size for the predictor')
-    parser.add_argument('--image-height', type=int, default=683)
-    parser.add_argument('--queries', type=int, default=16, help='boxes per call for the per-extra-box slope')
-    parser.add_argument('--runs', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--image-width', type=positive_int, default=1024, help='original image size for the predictor')
+    parser.add_argument('--image-height', type=positive_int, default=683)
+    parser.add_argument('--queries', type=positive_int, default=16, help='boxes per call for the per-extra-box slope')
+    parser.add_argument('--runs', type=positive_int, default=5)
+    parser.add_argument('--warmup', type=non_negative_int, default=2)
+    parser.add_argument('--device', default='cpu', type=torch_device)
     args = parser.parse_args(argv)
     if args.queries < 2:
         parser.error('--queries must be at least 2')
@@ -102,4 +103,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

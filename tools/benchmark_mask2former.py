@@ -16,6 +16,7 @@ import torch
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, REPO)
+from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
 
 
 def median_seconds(fn, runs: int, warmup: int, device: str) -> float:
@@ -36,10 +37,10 @@ def median_seconds(fn, runs: int, warmup: int, device: str) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--variants', nargs='+', default=['ti', 's', 'b'], choices=['ti', 's', 'b'])
-    parser.add_argument('--size', type=int, default=512)
-    parser.add_argument('--runs', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--size', type=positive_int, default=512)
+    parser.add_argument('--runs', type=positive_int, default=5)
+    parser.add_argument('--warmup', type=non_negative_int, default=1)
+    parser.add_argument('--device', default='cpu', type=torch_device)
     args = parser.parse_args(argv)
 
     from mmengine.config import Config
@@ -71,4 +72,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -26,14 +26,16 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')
 
 import torch  # noqa: E402
 
+from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool  # noqa: E402
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--img-size', type=int, default=224)
-    parser.add_argument('--steps', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s choice)')
+    parser.add_argument('--batch-size', type=positive_int, default=16)
+    parser.add_argument('--img-size', type=positive_int, default=224)
+    parser.add_argument('--steps', type=positive_int, default=5)
+    parser.add_argument('--warmup', type=non_negative_int, default=2)
+    parser.add_argument('--threads', type=positive_int, help='torch threads (default: torch\'s choice)')
     parser.add_argument('--skip-online', action='store_true', help='skip the SAM ViT-B teacher run')
     return parser.parse_args(argv)
 
@@ -127,4 +129,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -16,6 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from efficientsam_plugins.cli import run_tool  # noqa: E402
 from efficientsam_plugins.models.checkpoint import resolve_checkpoint  # noqa: E402
 from efficientsam_plugins.models.convert import (BACKBONE_TARGETS, save_checkpoint_atomic,  # noqa: E402
                                                  to_backbone_checkpoint, to_official_efficientsam)
@@ -32,21 +33,19 @@ def main(argv=None) -> int:
     official.add_argument('source')
     official.add_argument('output')
     args = parser.parse_args(argv)
-    try:
-        checkpoint = resolve_checkpoint(args.source)
-        if args.command == 'backbone':
-            converted = to_backbone_checkpoint(checkpoint, args.target)
-            count = len(next(iter(converted.values())))
-        else:
-            converted = to_official_efficientsam(checkpoint)
-            count = len(converted['model'])
-    except (ValueError, FileNotFoundError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+    if os.path.isdir(args.output):
+        raise IsADirectoryError(f'output path is a folder: {args.output}; give a file name')
+    checkpoint = resolve_checkpoint(args.source)
+    if args.command == 'backbone':
+        converted = to_backbone_checkpoint(checkpoint, args.target)
+        count = len(next(iter(converted.values())))
+    else:
+        converted = to_official_efficientsam(checkpoint)
+        count = len(converted['model'])
     save_checkpoint_atomic(converted, args.output)
     print(f'wrote {args.output} ({count} tensors)')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from efficientsam_plugins.cli import run_tool, torch_device  # noqa: E402
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor  # noqa: E402
 from efficientsam_plugins.zoo import ZooError, get_checkpoint  # noqa: E402
 
@@ -44,19 +45,47 @@ def parse_args(argv=None):
     parser.add_argument('--box', type=float, nargs=4, metavar=('X1', 'Y1', 'X2', 'Y2'))
     parser.add_argument('--point', type=float, nargs=2, metavar=('X', 'Y'))
     parser.add_argument('--output', default=os.path.join('outputs', 'demo_overlay.png'))
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default='cpu', type=torch_device)
     return parser.parse_args(argv)
+
+
+def load_image(path: str) -> np.ndarray:
+    """The RGB pixels of ``path``, or a ValueError naming the file when it is not a readable image."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert('RGB'))
+    except OSError as err:  # PIL's UnidentifiedImageError, truncated files, unreadable files
+        raise ValueError(f'cannot read image {path}: not an image file, or a damaged one ({err})') from err
+
+
+def check_output(path: str) -> None:
+    """Rejects an output the demo could not write (a folder, an unknown extension, a read-only or
+    file parent) before any work."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f'--output {path} is a folder; give a file name such as overlay.png')
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in Image.registered_extensions():
+        raise ValueError(f'--output {path}: unknown image extension {extension or "(none)"!r}; use .png or .jpg')
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # the folders the demo would create
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f'--output {path}: {folder} is a file, not a folder')
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f'--output {path}: folder {folder} is not writable')
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not os.path.isfile(args.image):
-        raise SystemExit(f'error: image not found: {args.image}')
+        raise FileNotFoundError(f'image not found: {args.image}')
+    check_output(args.output)
+    image = load_image(args.image)
     default_image = os.path.abspath(args.image) == os.path.abspath(DEFAULT_IMAGE)
     box = args.box or (DEFAULT_BOX if default_image else None)
     point = args.point or (DEFAULT_POINT if default_image else None)
     if box is None and point is None:
-        raise SystemExit('error: give --box and/or --point for your own image')
+        raise ValueError('give --box and/or --point for your own image')
     checkpoint = args.checkpoint
     if checkpoint is None and not args.random_weights:
         try:
@@ -68,7 +97,6 @@ def main(argv=None) -> int:
               '--checkpoint efficient_sam_vitt.pt (or connect to the network) for real masks.',
               file=sys.stderr)
 
-    image = np.asarray(Image.open(args.image).convert('RGB'))
     predictor = EfficientSamPredictor.from_pretrained(args.model, checkpoint, args.device)
     start = time.perf_counter()
     predictor.set_image(image)
@@ -101,4 +129,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
+from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
 from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceDataset, PromptProtocol,  # noqa: E402
                                              atomic_write_json, evaluate_dataset, format_table,
                                              load_efficient_sam)
@@ -40,10 +41,10 @@ def parse_args(argv=None):
                         help='first click: random (paper) or center (SAM)')
     parser.add_argument('--later-clicks', default='error', choices=LATER_CLICK_PROTOCOLS,
                         help='clicks 2..K: error (centre of the missed region) or random (in the mask)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the random clicks')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--max-images', type=int, help='evaluate only the first N images (by id)')
-    parser.add_argument('--max-queries-per-batch', type=int, default=64)
+    parser.add_argument('--seed', type=non_negative_int, default=0, help='seed of the random clicks')
+    parser.add_argument('--device', default='cpu', type=torch_device)
+    parser.add_argument('--max-images', type=positive_int, help='evaluate only the first N images (by id)')
+    parser.add_argument('--max-queries-per-batch', type=positive_int, default=64)
     parser.add_argument('--out', help='write the summary JSON here')
     parser.add_argument('--dump-predictions', metavar='FILE',
                         help='write every predicted mask (RLE) with image id, annotation id and prompt')
@@ -86,8 +87,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, IsADirectoryError, PermissionError, ValueError, KeyError, ImportError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(1)
+    sys.exit(run_tool(main, extra_errors=(KeyError,)))  # KeyError: ids the annotation file does not know

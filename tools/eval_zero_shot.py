@@ -16,6 +16,7 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
+from efficientsam_plugins.cli import positive_int, run_tool, torch_device  # noqa: E402
 from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceDataset,  # noqa: E402
                                              atomic_write_json, evaluate_segmentation, load_detections,
                                              load_efficient_sam, segment_detections)
@@ -34,10 +35,10 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True, help='write the segmentation results JSON here')
     parser.add_argument('--metrics-out', help='write the AP metrics JSON here')
     parser.add_argument('--score-thr', type=float, default=0.0, help='drop detections scoring below this')
-    parser.add_argument('--max-dets-per-image', type=int,
+    parser.add_argument('--max-dets-per-image', type=positive_int,
                         help='keep the best N detections per image (default 100 COCO, 300 LVIS)')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--max-queries-per-batch', type=int, default=64)
+    parser.add_argument('--device', default='cpu', type=torch_device)
+    parser.add_argument('--max-queries-per-batch', type=positive_int, default=64)
     parser.add_argument('--no-progress', action='store_true')
     return parser.parse_args(argv)
 
@@ -72,8 +73,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, IsADirectoryError, PermissionError, ValueError, KeyError, ImportError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(1)
+    sys.exit(run_tool(main, extra_errors=(KeyError,)))  # KeyError: ids the annotation file does not know

@@ -25,22 +25,23 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from efficientsam_plugins.mmengine import add_common_arguments, init_distributed, load_config  # noqa: E402
+from efficientsam_plugins.cli import CONFIG_ERRORS, non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
 from efficientsam_plugins.models.sami import (FeatureCacheWriter, TeacherFeatureCache,  # noqa: E402
                                               ensure_meta, image_key, incomplete_shards,
                                               resize_to_grid)
 
 
 def parse_args(argv=None):
+    from efficientsam_plugins.mmengine import add_common_arguments  # here: run_tool reports a missing mmengine
     parser = argparse.ArgumentParser(description='Cache a SAMI teacher\'s features of a dataset')
     parser.add_argument('config', help='SAMI config (its model.target_generator and training data)')
     parser.add_argument('--out', required=True, help='cache directory (created or resumed)')
-    parser.add_argument('--image-size', type=int, help='whole-image input size (default: student img_size)')
-    parser.add_argument('--map-size', type=int, help='store maps resampled to this grid (default: native)')
-    parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--num-workers', type=int, default=4)
-    parser.add_argument('--records-per-shard', type=int, default=256)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--image-size', type=positive_int, help='whole-image input size (default: student img_size)')
+    parser.add_argument('--map-size', type=positive_int, help='store maps resampled to this grid (default: native)')
+    parser.add_argument('--batch-size', type=positive_int, default=16)
+    parser.add_argument('--num-workers', type=non_negative_int, default=4)
+    parser.add_argument('--records-per-shard', type=positive_int, default=256)
+    parser.add_argument('--device', type=torch_device, default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true', help='run the teacher in fp16 autocast (CUDA)')
     parser.add_argument('--verify', action='store_true', help='re-hash every shard at the end')
     add_common_arguments(parser, options=('cfg-options', 'launcher'))
@@ -56,14 +57,14 @@ def build_parts(cfg, image_size):
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    if 'target_generator' not in cfg.model or cfg.model.target_generator is None:
-        raise ValueError('the config has no model.target_generator (teacher) to extract with')
     teacher = MODELS.build(cfg.model.target_generator)
     preprocessor_cfg = copy.deepcopy(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor'))
     if preprocessor_cfg is None:
         raise ValueError('the config has no data_preprocessor (the normalisation of the images)')
     preprocessor_cfg.setdefault('type', 'SelfSupDataPreprocessor')
     preprocessor = MODELS.build(preprocessor_cfg)
+    if not (cfg.get('train_dataloader') or {}).get('dataset'):
+        raise ValueError('the config has no train_dataloader.dataset (the images to extract from)')
     dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
     dataset_cfg.pipeline = [
         dict(type='LoadImageFromFile'),
@@ -75,11 +76,18 @@ def build_parts(cfg, image_size):
 
 
 def main(argv=None):
+    from efficientsam_plugins.mmengine import init_distributed, load_config
     args = parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise NotADirectoryError(f'--out {args.out} is a file; give a folder for the cache')
     cfg = load_config(args.config, cfg_options=args.cfg_options, launcher=args.launcher)
+    model = cfg.get('model') or {}
+    if not model.get('target_generator'):
+        raise ValueError(f'{args.config} has no model.target_generator (the teacher) to extract with; '
+                         f'give a SAMI pretraining config')
     init_distributed(args.launcher)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    image_size = args.image_size or cfg.model.backbone.get('img_size', 224)
+    image_size = args.image_size or (model.get('backbone') or {}).get('img_size', 224)
     teacher, preprocessor, dataset, preprocessor_cfg = build_parts(cfg, image_size)
     device = torch.device(args.device)
     teacher.to(device)
@@ -145,4 +153,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main, extra_errors=CONFIG_ERRORS))

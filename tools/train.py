@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
+from efficientsam_plugins.cli import CONFIG_ERRORS, run_tool  # noqa: E402
 from efficientsam_plugins.detectron2.launch import is_detectron2_config  # noqa: E402  (reads text only)
 
 
@@ -46,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main, extra_errors=CONFIG_ERRORS))

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 try:
+    from efficientsam_plugins.cli import run_tool
     from efficientsam_plugins.zoo.cli import main
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from efficientsam_plugins.cli import run_tool
     from efficientsam_plugins.zoo.cli import main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

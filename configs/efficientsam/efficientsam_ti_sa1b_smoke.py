@@ -1,11 +1,11 @@
 # Smoke run of the SA-1B finetuning recipe on CPU in well under a minute: a tiny EfficientSAM
-# (256 px input) trained from scratch for 30 iterations on ../shared/data/coco_cc train2017 (COCO
+# (256 px input) trained from scratch for 30 iterations on the bundled data/coco_mini train2017 (COCO
 # format: the dataset reads it like SA-1B), evaluated on 3 val2017 images, exported in the
 # official layout to work_dir/efficientsam_smoke.pt (+ .config.json).
 #     python tools/train.py configs/efficientsam/efficientsam_ti_sa1b_smoke.py
 _base_ = './efficientsam_ti_sa1b.py'
 
-data_root = '../shared/data/coco_cc'
+data_root = 'data/coco_mini'
 img_size = 256
 tiny = dict(_delete_=True, img_size=img_size, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,
             dec_heads=2, dec_mlp_dim=64, upscaling=[16, 8], iou_head_hidden_dim=32)

@@ -1,80 +1,14 @@
-# CPU smoke run of sami_vit-tiny_in1k-100e.py: same model and recipe at 64x64 on the bundled COCO images
-# (labelled by their largest object, 80 classes), 4 iterations, then validation. It loads the
-# checkpoint of the SAMI smoke run, so run that first:
+# CPU smoke run of sami_vit-tiny_in1k-100e.py: its ViT-Ti on the smoke recipe of
+# ./_base_/sami_vit_in1k-100e_smoke.py (64x64, the bundled COCO images, 4 iterations, then
+# validation). It loads the checkpoint of the SAMI smoke run, so run that first:
 #   python tools/train.py configs/sami/sami_vit-tiny_sam-vit-h_in1k-400e_smoke.py
 #   python tools/train.py configs/imagenet/sami_vit-tiny_in1k-100e_smoke.py
-_base_ = './sami_vit-tiny_in1k-100e.py'
-
-data_root = 'data/coco_mini/'
-data_preprocessor = dict(num_classes=80)
+_base_ = './_base_/sami_vit_in1k-100e_smoke.py'
 
 model = dict(
     backbone=dict(
-        img_size=64,
+        arch='tiny',
         init_cfg=dict(checkpoint='work_dirs/sami_vit-tiny_sam-vit-h_in1k-400e_smoke/iter_20.pth')),
-    head=dict(num_classes=80))
+    head=dict(in_channels=192))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=64, backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='RandAugment',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
-        hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
-    dict(
-        type='RandomErasing',
-        erase_prob=0.25,
-        mode='rand',
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
-        fill_color=[103.53, 116.28, 123.675],
-        fill_std=[57.375, 57.12, 58.395]),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=73, edge='short', backend='pillow', interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=64),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(_delete_=True, type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        _delete_=True,
-        type='COCOMainObjectDataset',
-        data_root=data_root,
-        ann_file='annotations/instances_train2017.json',
-        data_prefix='train2017',
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        _delete_=True,
-        type='COCOMainObjectDataset',
-        data_root=data_root,
-        ann_file='annotations/instances_val2017.json',
-        data_prefix='val2017',
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),
-    dict(type='CosineAnnealingLR', T_max=2, by_epoch=False, begin=2, end=4, eta_min=1e-6),
-]
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=4, val_interval=4)
-auto_scale_lr = dict(enable=False)
-
-default_hooks = dict(
-    logger=dict(interval=1),
-    checkpoint=dict(by_epoch=False, interval=4, max_keep_ckpts=1))
-log_processor = dict(by_epoch=False, window_size=1)
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=1.0))

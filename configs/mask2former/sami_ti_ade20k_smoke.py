@@ -1,7 +1,7 @@
 # CPU smoke run of sami_ti_ade20k.py: same model and recipe, changing only sizes, data and schedule:
 # 128 px crops, a smaller Mask2Former head (20 queries, 3 decoder and 2 pixel-decoder layers),
 # 40 iterations at batch 2, random init, on the COCO images bundled in data/coco_mini with their
-# semantic maps (81 classes: background + 80 things). Tests point data_root at ../shared/data/coco_cc.
+# semantic maps (81 classes: background + 80 things).
 _base_ = './sami_ti_ade20k.py'
 
 crop_size = (128, 128)

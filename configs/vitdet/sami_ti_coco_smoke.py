@@ -1,5 +1,5 @@
 # CPU smoke run of sami_ti_coco.py: same model and recipe, 192 px, 24 iterations, random init, on
-# the COCO images bundled in data/coco_mini (tests point data_root at ../shared/data/coco_cc).
+# the COCO images bundled in data/coco_mini.
 _base_ = './sami_ti_coco.py'
 
 image_size = (192, 192)

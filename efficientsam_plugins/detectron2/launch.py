@@ -12,6 +12,8 @@ import os
 import re
 from typing import List, Optional, Set
 
+from ..cli import non_negative_int, positive_int
+
 _DETECTRON2_IMPORT = re.compile(r'^\s*(?:from|import)\s+(?:detectron2|efficientsam_plugins\.detectron2)\b', re.M)
 _MMENGINE_MARKERS = re.compile(
     r'^\s*(?:_base_\s*=|with\s+read_base\(\)|from\s+mmengine\.config\s+import\s+read_base\b)', re.M)
@@ -56,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='Example: tools/train.py configs/detectron2/vitdet/sami_ti_coco.py --num-gpus 8 '
                'train.init_checkpoint=zoo://efficientsam_ti')
     parser.add_argument('config_file', metavar='CONFIG', help='detectron2 LazyConfig (.py)')
-    parser.add_argument('--num-gpus', type=int, default=1, help='GPUs per machine (processes to start)')
-    parser.add_argument('--num-machines', type=int, default=1)
-    parser.add_argument('--machine-rank', type=int, default=0)
+    parser.add_argument('--num-gpus', type=positive_int, default=1, help='GPUs per machine (processes to start)')
+    parser.add_argument('--num-machines', type=positive_int, default=1)
+    parser.add_argument('--machine-rank', type=non_negative_int, default=0)
     parser.add_argument('--dist-url', default='auto',
                         help='initialisation URL of the process group ("auto" on one machine)')
     parser.add_argument('--resume', action='store_true',
@@ -176,12 +178,24 @@ def _run(args: argparse.Namespace) -> None:
         _train(args, cfg)
 
 
+def _check_init_checkpoint(opts: List[str]) -> None:
+    """Fails at once on a local ``train.init_checkpoint`` that does not exist, rather than after
+    detectron2 has started its processes and built the model."""
+    for option in opts:
+        key, _, value = option.partition('=')
+        value = value.strip().strip('\'"')  # detectron2 also accepts the value as a Python literal
+        if key == 'train.init_checkpoint' and value not in ('', 'None') and '://' not in value \
+                and not os.path.isfile(value):
+            raise FileNotFoundError(f'train.init_checkpoint not found: {value}')
+
+
 def main(argv: List[str]) -> int:
     """``CONFIG [--num-gpus N] [--num-machines N --machine-rank R --dist-url URL] [--resume]
     [--eval-only] [key=value ...]``; returns the exit status."""
     args = build_parser().parse_intermixed_args(argv)
     if not is_detectron2_config(args.config_file):
         raise ValueError(f'{args.config_file} is not a detectron2 LazyConfig (a .py file importing detectron2)')
+    _check_init_checkpoint(args.opts)
     from ._dependency import require_detectron2
     require_detectron2()
     from detectron2.engine import launch

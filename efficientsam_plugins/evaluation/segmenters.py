@@ -160,8 +160,15 @@ def parse_model_config(spec: str):
     if text.endswith('.json'):
         if not os.path.isfile(text):
             raise FileNotFoundError(f'model config file not found: {text}')
-        with open(text, encoding='utf-8') as f:
-            return json.load(f)
+        try:
+            with open(text, encoding='utf-8') as f:
+                config = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f'model config file {text} is not valid JSON: {err}') from err
+        if not isinstance(config, dict):
+            raise ValueError(f'model config file {text} must hold a JSON object of architecture '
+                             f'settings, got a {type(config).__name__}')
+        return config
     return text
 
 

@@ -1,12 +1,32 @@
 """The core ViT as an OpenMMLab backbone, with pretrained loading through the one converter."""
 import copy
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
 
 from ..models.convert import load_vit_checkpoint
 from ..models.vit import ViT
+
+
+def load_pretrained(model: ViT, init_cfg: Mapping[str, Any], new_layers: Sequence[str] = ()) -> None:
+    """Loads ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` through the one converter.
+
+    Every OpenMMLab backbone loads this way, so a checkpoint that does not fit (another width or
+    depth, another model, a corrupt file) raises an error naming the keys in every toolbox.
+    ``new_layers``: prefixes of layers the backbone adds on top of the ViT, see
+    :func:`~efficientsam_plugins.models.convert.vit_state_dict`.
+    """
+    name = type(model).__name__
+    if not isinstance(init_cfg, Mapping) or init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in init_cfg:
+        raise ValueError(f'{name} supports init_cfg=dict(type="Pretrained", checkpoint=...), got {init_cfg}')
+    checkpoint = init_cfg['checkpoint']
+    left = load_vit_checkpoint(model, checkpoint, init_cfg.get('prefix'), new_layers)
+    rel_pos = sum('.attn.rel_pos_' in key for key in left)
+    initialised = ([f'{rel_pos} relative-position tables'] if rel_pos else []) + \
+        [key for key in left if '.attn.rel_pos_' not in key]
+    print_log(f'{name}: loaded {checkpoint}' +
+              (f'; initialised, not loaded: {", ".join(initialised)}' if initialised else ''), logger='current')
 
 
 class SAMIViT(ViT):
@@ -34,15 +54,9 @@ class SAMIViT(ViT):
     def init_weights(self) -> None:
         """Loads ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` when given."""
         if self.init_cfg is not None:
-            if self.init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in self.init_cfg:
-                raise ValueError(f'SAMIViT supports init_cfg=dict(type="Pretrained", checkpoint=...), '
-                                 f'got {self.init_cfg}')
-            checkpoint = self.init_cfg['checkpoint']
-            left = load_vit_checkpoint(self, checkpoint, self.init_cfg.get('prefix'))
-            print_log(f'SAMIViT: loaded {checkpoint}; initialised, not loaded: '
-                      f'{len(left)} relative-position tables' if left else f'SAMIViT: loaded {checkpoint}',
-                      logger='current')
+            load_pretrained(self, self.init_cfg)
         self.is_init = True
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
         return (self.forward_features(x),)
+

@@ -8,12 +8,14 @@ import os
 from typing import Optional, Sequence
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
+from ..models.checkpoint import check_checkpoint_file
 from .checkpoints import enable_weights_only_checkpoints
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+CONFIG_EXTENSIONS = ('.py', '.json', '.yml', '.yaml')
 
 
 def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
@@ -33,9 +35,14 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
     """
     if not os.path.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
+    if not config.endswith(CONFIG_EXTENSIONS):
+        raise ValueError(f'{config} is not a config file: expected one of {", ".join(CONFIG_EXTENSIONS)}')
     if launcher not in LAUNCHERS:
         raise ValueError(f'unknown launcher {launcher!r}; expected one of {LAUNCHERS}')
-    cfg = Config.fromfile(config)
+    try:
+        cfg = Config.fromfile(config)
+    except (SyntaxError, NameError) as err:  # raised by the config's own code, or its _base_ files'
+        raise ValueError(f'cannot read config {config}: {type(err).__name__}: {err}') from err
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -54,16 +61,14 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif resume is not None:
-        if not os.path.isfile(resume):
-            raise FileNotFoundError(f'checkpoint to resume from not found: {resume}')
+        check_checkpoint_file(resume, 'checkpoint to resume from')
         cfg.resume, cfg.load_from = True, resume
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise ValueError(f'{config} has no auto_scale_lr = dict(base_batch_size=...) to enable')
         cfg.auto_scale_lr.enable = True
     if checkpoint is not None:
-        if not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+        check_checkpoint_file(checkpoint)
         cfg.load_from = checkpoint
     if launcher != 'none' and not torch.cuda.is_available():
         _use_cpu_distribution(cfg)
@@ -91,7 +96,8 @@ def _use_cpu_distribution(cfg: Config) -> None:
     mmengine assumes GPUs here: it picks nccl and passes ``device_ids=[LOCAL_RANK]``, which DDP
     rejects for a CPU module.
     """
-    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    env_cfg = cfg.get('env_cfg') or {}
+    cfg.env_cfg = dict(env_cfg, dist_cfg=dict(env_cfg.get('dist_cfg') or {}, backend='gloo'))
     wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel',
                                                    broadcast_buffers=False)
     wrapper['device_ids'] = None
@@ -131,13 +137,26 @@ def build_runner(cfg: Config):
     return Runner.from_cfg(cfg)
 
 
+class ConfigOptionsAction(DictAction):
+    """mmengine's ``DictAction`` with a usage error for a malformed ``key=value`` (it raises a bare
+    ValueError or AssertionError, which would end the launcher with a traceback)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for item in values or ():
+            if '=' not in item:
+                parser.error(f'argument {option_string}: {item!r} is not key=value')
+        try:
+            super().__call__(parser, namespace, values, option_string)
+        except (ValueError, AssertionError) as err:
+            parser.error(f'argument {option_string}: cannot parse {" ".join(values)!r}: {err}')
+
+
 def add_common_arguments(parser, options: Sequence[str] = ('work-dir', 'cfg-options', 'launcher')):
     """The arguments both launchers share."""
-    from mmengine.config import DictAction
     if 'work-dir' in options:
         parser.add_argument('--work-dir', help='directory for logs and checkpoints')
     if 'cfg-options' in options:
-        parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+        parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction, default=None,
                             help='override config entries: key=value (lists: key="[a,b]")')
     if 'launcher' in options:
         parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')

@@ -1,6 +1,7 @@
 """Reading checkpoint files and loading them strictly, with errors that name the problem."""
 import os
 import pickle
+import struct
 import zipfile
 from typing import Any, Dict, Mapping, Union
 
@@ -22,12 +23,38 @@ def read_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
         raise FileNotFoundError(f'checkpoint file not found: {path}')
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError,
+            IndexError, KeyError, struct.error, AssertionError) as err:  # all seen on damaged bytes
         raise ValueError(f'cannot read checkpoint {path}: corrupt, truncated, not a PyTorch file, or '
-                         f'holding objects other than tensors and plain containers ({err})') from err
+                         f'holding objects other than tensors and plain containers '
+                         f'({type(err).__name__}: {err})') from err
     if not isinstance(obj, Mapping):
         raise ValueError(f'checkpoint {path} holds a {type(obj).__name__}, not a dict of tensors')
     return dict(obj)
+
+
+def check_checkpoint_file(path: str, what: str = 'checkpoint') -> None:
+    """Fails at once on a path that cannot be a ``torch.save`` file (missing, truncated, another
+    kind of file), for callers that load it only later, after building models and data.
+
+    Looks only at the zip directory (or, for the legacy format, the first byte), not the tensors.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            names = []
+        if any(name == 'data.pkl' or name.endswith('/data.pkl') for name in names):
+            return
+    else:
+        with open(path, 'rb') as file:
+            if file.read(1) == pickle.PROTO:  # torch.save(..., _use_new_zipfile_serialization=False)
+                return
+    raise ValueError(f'{what} {path} is not a PyTorch checkpoint: not a complete torch.save file '
+                     f'(truncated, or another kind of file)')
 
 
 def resolve_checkpoint(source: CheckpointSource) -> Dict[str, Any]:

@@ -13,7 +13,7 @@ names the keys, never a silent partial load.
 """
 import math
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -60,11 +60,13 @@ def _resize_pos_embed(pos_embed: torch.Tensor, target: torch.Tensor, has_cls: bo
     return resized.to(grid.dtype)
 
 
-def vit_state_dict(checkpoint: Mapping[str, Any], model: ViT,
-                   prefix: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+def vit_state_dict(checkpoint: Mapping[str, Any], model: ViT, prefix: Optional[str] = None,
+                   new_layers: Sequence[str] = ()) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Converts a checkpoint for ``model``; returns ``(state_dict, keys left at initialisation)``.
 
-    Only relative-position tables may be missing (ViTDet adds them to plain pretrained ViTs).
+    Only relative-position tables (ViTDet adds them to plain pretrained ViTs) and the model's keys
+    under the prefixes ``new_layers`` (layers a subclass adds on top of the ViT, such as a
+    classifier's ``fc_norm.``) may be missing.
     """
     source = extract_state_dict(checkpoint)
     prefix = find_vit_prefix(source) if prefix is None else prefix
@@ -94,7 +96,7 @@ def vit_state_dict(checkpoint: Mapping[str, Any], model: ViT,
         if '.attn.rel_pos_' in name and value.shape != own[name].shape and value.shape[1:] == own[name].shape[1:]:
             converted[name] = resize_rel_pos(value, own[name].shape[0])
     missing = [k for k in own if k not in converted]
-    initialised = [k for k in missing if '.attn.rel_pos_' in k]
+    initialised = [k for k in missing if '.attn.rel_pos_' in k or k.startswith(tuple(new_layers))]
     missing = [k for k in missing if k not in initialised]
     mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
                   for k, v in converted.items() if v.shape != own[k].shape]
@@ -112,9 +114,9 @@ def vit_state_dict(checkpoint: Mapping[str, Any], model: ViT,
 
 
 def load_vit_checkpoint(model: ViT, source: Union[str, os.PathLike, Mapping[str, Any]],
-                        prefix: Optional[str] = None) -> List[str]:
+                        prefix: Optional[str] = None, new_layers: Sequence[str] = ()) -> List[str]:
     """Loads any supported checkpoint into ``model``; returns the keys left at initialisation."""
-    state_dict, initialised = vit_state_dict(resolve_checkpoint(source), model, prefix)
+    state_dict, initialised = vit_state_dict(resolve_checkpoint(source), model, prefix, new_layers)
     model.load_state_dict(state_dict, strict=False)
     return initialised
 

@@ -1,11 +1,12 @@
-"""A minutes-long CPU check of ``sami_ti_coco.py`` on the 33/27-image COCO subset ``../shared/data/coco_cc``.
+"""A minutes-long CPU check of ``sami_ti_coco.py`` on the bundled 8/8-image COCO subset ``data/coco_mini``.
 
 Same detector, backbone and recipe, shrunk for two CPU cores: 256-pixel LSJ (16x16 tokens, so
 windows of 8 instead of 14, which would be mostly padding), 64 channels instead of 256 in the
 pyramid and heads, 128 sampled RoIs per image, fewer proposals and detections, 2 images per
 iteration, 30 iterations with 3 warm-up iterations, evaluation with COCOEvaluator at the end.
 Random initialisation unless ``train.init_checkpoint=...`` is given. The data root can be moved
-with ``SAMI_COCO_CC_ROOT``. It checks that everything runs; its AP says nothing about the model.
+with ``SAMI_SMOKE_DATA_ROOT`` (any COCO-layout folder). It checks that everything runs; its AP says
+nothing about the model.
 """
 import os
 
@@ -18,10 +19,10 @@ from .common.schedule import vitdet_lr_multiplier
 from .sami_ti_coco import dataloader, model, optimizer, train
 
 _REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
-DATA_ROOT = os.environ.get('SAMI_COCO_CC_ROOT', os.path.join(_REPO_ROOT, '..', 'shared', 'data', 'coco_cc'))
+DATA_ROOT = os.environ.get('SAMI_SMOKE_DATA_ROOT', os.path.join(_REPO_ROOT, 'data', 'coco_mini'))
 for _split in ('train2017', 'val2017'):
-    if f'coco_cc_{_split}' not in DatasetCatalog.list():
-        register_coco_instances(f'coco_cc_{_split}', {},
+    if f'sami_smoke_{_split}' not in DatasetCatalog.list():
+        register_coco_instances(f'sami_smoke_{_split}', {},
                                 os.path.join(DATA_ROOT, 'annotations', f'instances_{_split}.json'),
                                 os.path.join(DATA_ROOT, _split))
 
@@ -42,11 +43,11 @@ model.roi_heads.box_predictor.test_topk_per_image = 50
 # A barely trained classifier scores below the usual 0.05; keep its boxes so that AP is computed.
 model.roi_heads.box_predictor.test_score_thresh = 0.0
 
-dataloader.train.dataset.names = 'coco_cc_train2017'
+dataloader.train.dataset.names = 'sami_smoke_train2017'
 dataloader.train.mapper.augmentations = lsj_train_augmentations(IMAGE_SIZE)
 dataloader.train.total_batch_size = 2
 dataloader.train.num_workers = 0
-dataloader.test.dataset.names = 'coco_cc_val2017'
+dataloader.test.dataset.names = 'sami_smoke_val2017'
 dataloader.test.mapper.augmentations = lsj_test_augmentations(IMAGE_SIZE)
 dataloader.test.num_workers = 0
 

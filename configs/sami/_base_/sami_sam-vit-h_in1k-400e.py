@@ -1,9 +1,10 @@
 # SAMI pretraining with a SAM ViT-H teacher on ImageNet-1K (EfficientSAM paper), shared by the
-# ViT-Ti/S/B configs beside it (they set the student's width): 224x224 random-resized crops +
-# flips, 75% masking, 8-block 512-d cross-attention decoder, MSE to SAM's 256-d neck features;
-# AdamW lr 2.4e-3 at batch 4096 (scaled by auto_scale_lr to the real batch), betas (0.9, 0.95),
-# weight decay 0.05, 40 warm-up epochs then cosine, 400 epochs. The schedule, optimizer and
-# ImageNet data come from mmpretrain's MAE recipe.
+# ViT-Ti/S/B configs of configs/sami (they set the student's width; their smoke runs add
+# ./sami_sam-vit-h_in1k-400e_smoke.py): 224x224 random-resized crops + flips, 75% masking, 8-block
+# 512-d cross-attention decoder, MSE to SAM's 256-d neck features; AdamW lr 2.4e-3 at batch 4096
+# (scaled by auto_scale_lr to the real batch), betas (0.9, 0.95), weight decay 0.05, 40 warm-up
+# epochs then cosine, 400 epochs. The schedule, optimizer and ImageNet data come from mmpretrain's
+# MAE recipe.
 _base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
 
 custom_imports = dict(imports=['efficientsam_plugins.mmpretrain'], allow_failed_imports=False)

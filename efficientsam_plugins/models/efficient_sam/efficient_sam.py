@@ -140,7 +140,26 @@ def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
         raise ValueError(f'unknown EfficientSAM config keys {sorted(unknown)}; known keys: '
                          f'{sorted(DEFAULT_CONFIG)}')
     merged = {**DEFAULT_CONFIG, **{k: v for k, v in config.items() if k in DEFAULT_CONFIG}}
+    for key, value in merged.items():
+        _check_config_value(key, value)
     return merged
+
+
+def _check_config_value(key: str, value: Any) -> None:
+    """A ValueError naming the key, instead of a TypeError deep inside the model's constructors."""
+    def positive(number, kinds):
+        return isinstance(number, kinds) and not isinstance(number, bool) and number > 0
+
+    default = DEFAULT_CONFIG[key]
+    if isinstance(default, list):
+        if not (isinstance(value, (list, tuple)) and value and all(positive(v, int) for v in value)):
+            raise ValueError(f'EfficientSAM config {key} must be a non-empty list of positive integers, '
+                             f'got {value!r}')
+    elif isinstance(default, float):
+        if not positive(value, (int, float)):
+            raise ValueError(f'EfficientSAM config {key} must be a positive number, got {value!r}')
+    elif not positive(value, int):
+        raise ValueError(f'EfficientSAM config {key} must be a positive integer, got {value!r}')
 
 
 def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',

@@ -89,7 +89,18 @@ class EfficientSamPredictor:
         self.image_embedding = self.model.get_image_embeddings(tensor[None].to(self.device))
 
     def _as_tensor(self, value: ArrayLike, name: str) -> torch.Tensor:
-        tensor = torch.as_tensor(np.asarray(value) if isinstance(value, (list, tuple)) else value)
+        """``value`` as a float tensor; a ValueError naming ``name`` where numpy or torch would raise
+        errors that do not say which argument was wrong (strings, ragged lists, objects)."""
+        if isinstance(value, torch.Tensor):
+            tensor = value
+        else:
+            try:
+                array = np.asarray(value)
+            except ValueError as err:
+                raise ValueError(f'{name} must be a rectangular array of numbers, got {value!r:.100}') from err
+            if array.dtype.kind not in 'iuf':
+                raise ValueError(f'{name} must hold numbers, got {value!r:.100} (dtype {array.dtype})')
+            tensor = torch.from_numpy(array.astype(np.float64))
         if not (tensor.is_floating_point() or tensor.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
             raise ValueError(f'{name} must be numeric, got {tensor.dtype}')
         if not torch.isfinite(tensor.float()).all():
