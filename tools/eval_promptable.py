@@ -24,7 +24,7 @@ from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceData
                                              atomic_write_json, evaluate_dataset, format_table,
                                              load_efficient_sam)
 from efficientsam_plugins.evaluation.clicks import CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS  # noqa: E402
-from efficientsam_plugins.evaluation.io import check_output_path  # noqa: E402
+from efficientsam_plugins.fileio import check_output_path  # noqa: E402
 from efficientsam_plugins.evaluation.promptable import parse_prompts  # noqa: E402
 
 

@@ -20,7 +20,7 @@ from efficientsam_plugins.cli import positive_int, run_tool, torch_device  # noq
 from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceDataset,  # noqa: E402
                                              atomic_write_json, evaluate_segmentation, load_detections,
                                              load_efficient_sam, segment_detections)
-from efficientsam_plugins.evaluation.io import check_output_path  # noqa: E402
+from efficientsam_plugins.fileio import check_output_path  # noqa: E402
 from efficientsam_plugins.evaluation.zero_shot import format_ap_table  # noqa: E402
 
 

@@ -5,7 +5,7 @@ mmengine; pycocotools and OpenCV are imported when first used).
 """
 from .clicks import center_click, next_positive_click, random_click
 from .dataset import ImageInfo, Instance, InstanceDataset, load_rgb_image
-from .io import atomic_write_json
+from ..fileio import atomic_write_json
 from .masks import decode_segmentation, encode_mask, mask_iou, size_bucket, tight_box
 from .promptable import (EvaluationResult, PromptProtocol, evaluate_dataset, evaluate_image,
                          format_table, summarize)

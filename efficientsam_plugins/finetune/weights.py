@@ -112,7 +112,7 @@ def export_official_checkpoint(model: EfficientSam, path: str,
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     _atomic_torch_save({'model': state}, path)
     if config is not None:
-        from ..evaluation.io import atomic_write_json
+        from ..fileio import atomic_write_json
         atomic_write_json(config_path_of(path), resolve_config(config), indent=2)
     return path
 
@@ -132,7 +132,7 @@ def convert_mmengine_checkpoint(src: str, dst: str, config: Optional[Any] = None
         build_efficient_sam(config, {'model': model_state})
     _atomic_torch_save({'model': model_state}, dst)
     if config is not None:
-        from ..evaluation.io import atomic_write_json
+        from ..fileio import atomic_write_json
         atomic_write_json(config_path_of(dst), resolve_config(config), indent=2)
     return dst
 
@@ -149,6 +149,6 @@ def load_exported(path: str, config: Optional[Any] = None) -> EfficientSam:
 
 
 def _atomic_torch_save(obj: Any, path: str) -> None:
-    from ..evaluation.io import atomic_write
+    from ..fileio import atomic_write
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
