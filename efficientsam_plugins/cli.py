@@ -1,4 +1,5 @@
-"""What every command-line tool in ``tools/`` shares: one ``error: ...`` line for a user's mistake.
+"""What every command-line tool in ``tools/`` shares: one ``error: ...`` line for a user's mistake,
+argparse types, and the benchmarks' timing.
 
 A tool ends with ``sys.exit(run_tool(main))``, so only the command line turns exceptions into
 messages; Python callers of ``main`` (and the tests) still get the exception itself. Only exception
@@ -9,7 +10,7 @@ with argparse's usual usage line.
 """
 import argparse
 import sys
-from typing import Callable, Iterable, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Type
 
 # OSError covers missing, unreadable and undecodable files (PIL's UnidentifiedImageError is one).
 USER_ERRORS: Tuple[Type[BaseException], ...] = (OSError, ValueError, ImportError)
@@ -99,3 +100,15 @@ def torch_device(text: str) -> str:
         if backend is not None and hasattr(backend, 'is_available') and not backend.is_available():
             raise argparse.ArgumentTypeError(f'{text!r}: torch has no {device.type} device on this machine')
     return text
+
+
+def median_seconds(fn: Callable[[], Any], runs: int, warmup: int = 0) -> float:
+    """Median seconds of ``runs`` calls of ``fn`` after ``warmup`` untimed ones, timed by
+    ``torch.utils.benchmark`` at torch's current thread count (it synchronises the accelerator, and
+    makes two more untimed calls before each timed one)."""
+    import torch
+    from torch.utils.benchmark import Measurement, Timer
+    timer = Timer('fn()', globals={'fn': fn}, num_threads=torch.get_num_threads())
+    for _ in range(warmup):
+        fn()
+    return Measurement.merge([timer.timeit(1) for _ in range(runs)])[0].median

@@ -10,13 +10,14 @@ import torch
 pytest.importorskip('mmengine')
 
 from efficientsam_plugins.finetune import (EfficientSamFinetuner, SA1BDataset,  # noqa: E402
-                                           convert_mmengine_checkpoint, efficientsam_collate,
-                                           export_official_checkpoint, load_exported)
+                                           efficientsam_collate, export_official_checkpoint, load_exported)
+from efficientsam_plugins.models.convert import convert_checkpoint  # noqa: E402
 from efficientsam_plugins.models.efficient_sam import build_efficient_sam  # noqa: E402
 from efficientsam_plugins.models.efficient_sam.losses import (binary_mask_iou, dice_loss, sam_loss,  # noqa: E402
                                                               sigmoid_focal_loss)
 from efficientsam_plugins.models.efficient_sam.prompt_sampling import (jitter_boxes, mask_boxes,  # noqa: E402
                                                                        sample_error_clicks, sample_prompts)
+from efficientsam_plugins.models.efficient_sam.training import training_round  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 COCO_MINI = os.path.join(REPO, 'data', 'coco_mini')
@@ -48,6 +49,45 @@ def test_focal_and_dice_basics():
     assert sigmoid_focal_loss(target * 20 - 10, target) < 1e-5 < sigmoid_focal_loss(torch.zeros(16, 16), target)
     assert dice_loss(target * 20 - 10, target) < 1e-3
     assert dice_loss(-target * 20 + 10, target) > 0.99
+
+
+@pytest.mark.parametrize('alpha,gamma', [(0.25, 2.0), (-1.0, 2.0), (0.5, 0.0)])
+def test_focal_loss_is_the_hand_written_one(alpha, gamma):
+    """torchvision's focal loss, averaged per mask, equals the formula this package used to write out."""
+    torch.manual_seed(0)
+    logits, targets = torch.randn(4, 3, 16, 16) * 4, (torch.rand(4, 3, 16, 16) > 0.5).float()
+    prob = logits.sigmoid()
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction='none')
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, alpha, gamma), loss.flatten(-2).mean(-1),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_training_round_takes_any_decoder():
+    """The round needs only a decode function (SqueezeSAM's has no image embedding): each extra round
+    adds one click per query, and every round's loss counts."""
+    masks = [torch.zeros(q, 16, 16, dtype=torch.bool) for q in (2, 1)]
+    for m in masks:
+        m[:, 4:12, 3:9] = True
+    seen = []
+
+    def decode(points, labels):
+        seen.append([tuple(p.shape) for p in points])
+        assert [tuple(lbl.shape) for lbl in labels] == [s[:2] for s in seen[-1]]
+        logits = torch.zeros(3, 3, 16, 16, requires_grad=True)
+        return logits, torch.full((3, 3), 0.5)
+
+    losses = training_round(decode, masks, 64, num_iterative_clicks=2, generator=torch.Generator().manual_seed(0))
+    assert seen == [[(2, 2, 2), (1, 2, 2)], [(2, 3, 2), (1, 3, 2)], [(2, 4, 2), (1, 4, 2)]]
+    assert set(losses) == {'loss_focal', 'loss_dice', 'loss_iou', 'mask_iou'}
+    expected = sam_loss(torch.zeros(3, 3, 16, 16), torch.full((3, 3), 0.5), torch.cat(masks))
+    for key, value in expected.items():
+        torch.testing.assert_close(losses[key], value)
+    with pytest.raises(ValueError, match="set the dataset's mask_size to 16"):
+        training_round(decode, [torch.ones(3, 8, 8, dtype=torch.bool)], 64)
 
 
 def test_prompt_sampling_follows_sam():
@@ -165,7 +205,7 @@ def test_encoder_and_decoder_initialisation(tmp_path):
     assert torch.equal(model.model.image_encoder.neck[0].weight, neck_before)
     assert torch.equal(model.model.mask_decoder.iou_token.weight, source.mask_decoder.iou_token.weight)
     strict = EfficientSamFinetuner(TINY, encoder_init=dict(checkpoint=sami, prefix='backbone.'))
-    with pytest.raises(ValueError, match=r"missing \['neck.0.weight'"):
+    with pytest.raises(ValueError, match=r'missing keys \(neck\.0\.weight'):
         strict.init_weights()
     wrong_prefix = EfficientSamFinetuner(TINY, encoder_init=dict(checkpoint=sami, prefix='image_encoder.'))
     with pytest.raises(ValueError, match="no keys under prefix 'image_encoder.'"):
@@ -182,11 +222,16 @@ def test_export_layout_and_conversion(tmp_path):
     build_efficient_sam(TINY, path)  # strict load
     assert isinstance(load_exported(path), type(finetuner.model))
     fake_mmengine_checkpoint(str(tmp_path / 'iter_10.pth'), finetuner.model.state_dict(), 'model.')
-    converted = convert_mmengine_checkpoint(str(tmp_path / 'iter_10.pth'), str(tmp_path / 'conv.pt'), TINY)
+    converted = str(tmp_path / 'conv.pt')  # tools/convert_checkpoint.py official iter_10.pth conv.pt --config
+    assert convert_checkpoint(str(tmp_path / 'iter_10.pth'), converted, 'official', TINY) == len(saved['model'])
     converted_state = torch.load(converted, weights_only=True)['model']
     assert all(torch.equal(converted_state[k], v) for k, v in saved['model'].items())
-    with pytest.raises(ValueError, match='has no "model." weights'):
-        convert_mmengine_checkpoint(str(tmp_path / 'out.pt'), str(tmp_path / 'bad.pt'))
+    assert isinstance(load_exported(converted), type(finetuner.model))  # with its .config.json
+    with pytest.raises(ValueError, match='does not match EfficientSam: shape mismatches'):
+        convert_checkpoint(str(tmp_path / 'iter_10.pth'), str(tmp_path / 'bad.pt'), 'official', 'ti')
+    fake_mmengine_checkpoint(str(tmp_path / 'sami.pth'), finetuner.model.image_encoder.state_dict(), 'backbone.')
+    with pytest.raises(ValueError, match='not an EfficientSAM checkpoint'):
+        convert_checkpoint(str(tmp_path / 'sami.pth'), str(tmp_path / 'bad.pt'), 'official')
     assert not (tmp_path / 'bad.pt').exists()
 
 

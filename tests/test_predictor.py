@@ -1,11 +1,10 @@
-import os
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam
+from efficientsam_plugins.models.predictor import Predictor
 
 TINY = dict(img_size=256, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,
             dec_heads=2, dec_mlp_dim=64, upscaling=[16, 8], iou_head_hidden_dim=32)
@@ -21,6 +20,37 @@ def predictor():
     image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
     pred.set_image(image)
     return pred, image
+
+
+class FakePredictor(Predictor):
+    """A backend without a model: each query's logits are a ramp set by its prompts, so every output
+    can be predicted; it records the size of each decoded chunk."""
+
+    max_points_per_query = 6
+
+    def __init__(self, max_queries_per_batch=64):
+        super().__init__(max_queries_per_batch)
+        self.chunks = []
+
+    def _set_image(self, image):
+        self.pixels = image
+
+    def _decode(self, points, labels, multimask_output):
+        self.chunks.append((tuple(points.shape), labels.tolist()))
+        offsets = torch.arange(3 if multimask_output else 1, dtype=torch.float32)
+        ramp = torch.linspace(-1, 1, 16)
+        logits = points[:, 0, 0, None, None, None] / 100 + offsets[:, None, None] - ramp - 1
+        iou = torch.cos(points.sum((1, 2))[:, None] + offsets)
+        return logits.expand(-1, -1, 16, -1), iou
+
+
+@pytest.fixture(params=['efficientsam', 'fake'])
+def any_predictor(request, predictor):
+    if request.param == 'efficientsam':
+        return predictor
+    pred = FakePredictor()
+    pred.set_image(predictor[1])
+    return pred, predictor[1]
 
 
 def test_shapes_and_order(predictor):
@@ -95,15 +125,16 @@ def test_bad_images(image, match):
     (dict(point_labels=[1]), 'without points'),
     (dict(points=[[[1, 1]], [[2, 2]], [[3, 3]]], boxes=[[0, 0, 5, 5], [0, 0, 6, 6]]), 'one point set per box'),
 ])
-def test_bad_prompts(predictor, kwargs, match):
-    pred, _ = predictor
+def test_bad_prompts(any_predictor, kwargs, match):
+    pred, _ = any_predictor
     with pytest.raises(ValueError, match=match):
         pred.predict(**kwargs)
 
 
 def test_predict_before_set_image():
-    with pytest.raises(RuntimeError, match='set_image'):
-        EfficientSamPredictor(build_efficient_sam(TINY)).predict(points=[[1, 1]])
+    for pred in (EfficientSamPredictor(build_efficient_sam(TINY)), FakePredictor()):
+        with pytest.raises(RuntimeError, match='set_image'):
+            pred.predict(points=[[1, 1]])
 
 
 def test_image_embedding_is_not_tiled_per_query(predictor, monkeypatch):
@@ -135,7 +166,68 @@ def test_from_pretrained_loads_official_layout(official_vitt_checkpoint):
     (dict(boxes=[[0, 0, 5, 5], [1, 1, 9]]), 'boxes must be a rectangular array'),
     (dict(boxes={'x1': 0}), 'boxes must hold numbers'),
 ])
-def test_non_numeric_prompts_name_the_argument(predictor, kwargs, match):
-    pred, _ = predictor
+def test_non_numeric_prompts_name_the_argument(any_predictor, kwargs, match):
+    pred, _ = any_predictor
     with pytest.raises(ValueError, match=match):
         pred.predict(**kwargs)
+
+
+def test_backend_gets_parsed_prompts_in_chunks(any_predictor, monkeypatch):
+    """Chunks of max_queries_per_batch give what one call gives; boxes reach the backend as corners
+    labelled 2/3 before the points, in pixels of the original image."""
+    pred, image = any_predictor
+    boxes = np.array([[10, 10, 100, 80], [50, 20, 190, 110], [0, 0, 200, 120], [5, 60, 70, 119],
+                      [120, 5, 160, 50]], dtype=np.float32)
+    points = np.array([[[30, 40]], [[60, 30]], [[5, 5]], [[20, 100]], [[150, 20]]], dtype=np.float32)
+    monkeypatch.setattr(pred, 'max_queries_per_batch', 64)
+    masks, iou, low_res = pred.predict(points=points, boxes=boxes)
+    monkeypatch.setattr(pred, 'max_queries_per_batch', 2)
+    chunked = pred.predict(points=points, boxes=boxes)
+    np.testing.assert_allclose(chunked[2], low_res, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(chunked[1], iou, rtol=1e-4, atol=1e-5)
+    assert (chunked[0] != masks).mean() < 1e-3
+    if isinstance(pred, FakePredictor):
+        assert [shape for shape, _ in pred.chunks] == [(5, 3, 2), (2, 3, 2), (2, 3, 2), (1, 3, 2)]
+        assert pred.chunks[0][1] == [[2.0, 3.0, 1.0]] * 5
+        expected = boxes[:, 0, None, None] / 100 + np.arange(3)[None, :, None] - np.linspace(-1, 1, 16) - 1
+        np.testing.assert_allclose(low_res[:, :, 0], expected, rtol=1e-6, atol=1e-6)
+    assert not hasattr(Predictor, 'image_embedding')
+
+
+def test_best_only_and_logits(any_predictor):
+    pred, _ = any_predictor
+    boxes = [[10, 10, 100, 80], [50, 20, 190, 110], [0, 0, 200, 120]]
+    masks, iou, low_res = pred.predict(boxes=boxes)
+    best = iou.argmax(1)
+    rows = np.arange(len(boxes))
+    best_masks, best_iou, best_low_res = pred.predict(boxes=boxes, best_only=True)
+    assert best_masks.shape == (3, 1, 120, 200) and best_iou.shape == (3, 1)
+    np.testing.assert_array_equal(best_masks[:, 0], masks[rows, best])
+    np.testing.assert_array_equal(best_iou[:, 0], iou[rows, best])
+    np.testing.assert_array_equal(best_low_res[:, 0], low_res[rows, best])
+    logits, _, _ = pred.predict(boxes=boxes, return_logits=True)
+    assert logits.dtype == np.float32 and logits.shape == masks.shape
+    np.testing.assert_array_equal(logits >= pred.mask_threshold, masks)
+
+
+@pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')
+def test_decoder_traced_with_one_query_holds_for_many(predictor):
+    """No code path depends on the number of queries, so one trace serves every Q (export)."""
+    class Decoder(torch.nn.Module):
+        def __init__(self, model, embedding):
+            super().__init__()
+            self.model, self.embedding = model, embedding
+
+        def forward(self, points, labels):
+            return self.model.predict_masks(self.embedding, points, labels, True, 120, 200)
+
+    def prompts(q):
+        return torch.rand(1, q, 3, 2) * 100, torch.ones(1, q, 3)
+
+    decoder = Decoder(predictor[0].model, predictor[0].image_embedding)
+    with torch.no_grad():
+        traced = torch.jit.trace(decoder, prompts(1), check_trace=False)
+        for q in (1, 5):
+            points, labels = prompts(q)
+            for ours, reference in zip(traced(points, labels), decoder(points, labels)):
+                torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)

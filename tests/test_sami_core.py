@@ -1,5 +1,6 @@
 """SAMI's pure-PyTorch core: masking, decoder, head, teachers, view cropping, feature cache."""
 import copy
+import glob
 import os
 
 import pytest
@@ -207,19 +208,23 @@ def test_cache_roundtrip_several_ranks_and_resume(tmp_path):
         with FeatureCacheWriter(root, _meta(tmp_path), rank=rank, records_per_shard=2) as writer:
             for i, (key, value) in enumerate(maps.items()):
                 if i % 2 == rank and i < 5:
-                    writer.add(key, value, (30, 40))
+                    writer.add(key, value)
     writer = FeatureCacheWriter(root, _meta(tmp_path), rank=0, records_per_shard=2)
     with pytest.raises(RuntimeError, match='interrupted'):
         with writer:
             writer.add('img5.jpg', maps['img5.jpg'])
             raise RuntimeError('interrupted')
     cache = TeacherFeatureCache(root)
-    assert sorted(cache.keys()) == [f'img{i}.jpg' for i in range(5)]
-    assert len(cache.incomplete) == 1 and cache.incomplete[0].endswith('.bin.partial')
-    with pytest.raises(KeyError, match='interrupted extraction'):
-        cache.get('img5.jpg')
+    assert sorted(cache.keys()) == [f'img{i}.jpg' for i in range(5)] and not cache.incomplete
     for key in cache.keys():
         torch.testing.assert_close(cache.get(key), maps[key].half())
+    assert cache.verify() == []
+    index = sorted(glob.glob(os.path.join(root, 'shards', 'r0001-*.json')))[0]
+    os.remove(index)  # as if killed between writing a shard and its index
+    cache = TeacherFeatureCache(root)
+    assert cache.incomplete == [index[:-len('.json')] + '.safetensors'] and len(cache) == 3
+    with pytest.raises(KeyError, match='interrupted extraction'):
+        cache.get('img1.jpg')
     assert cache.verify() == [f'incomplete shard file {cache.incomplete[0]}']
     with pytest.raises(FeatureCacheError, match='different settings'):
         FeatureCacheWriter(root, dict(_meta(tmp_path), image_size=128))
@@ -230,20 +235,21 @@ def test_cache_reports_corrupt_and_truncated_shards(tmp_path):
     with FeatureCacheWriter(root, _meta(tmp_path), records_per_shard=8) as writer:
         for i in range(3):
             writer.add(f'{i}.jpg', torch.randn(4, 2, 2))
-    shard = [os.path.join(root, 'shards', f) for f in os.listdir(os.path.join(root, 'shards'))
-             if f.endswith('.bin')][0]
-    with open(shard, 'r+b') as f:
-        f.seek(40)
-        byte = f.read(1)
-        f.seek(40)
-        f.write(bytes([byte[0] ^ 0xFF]))
-    cache = TeacherFeatureCache(root)
-    with pytest.raises(FeatureCacheError, match='fails its checksum'):
+    (shard,) = glob.glob(os.path.join(root, 'shards', '*.safetensors'))
+    size = os.path.getsize(shard)
+    for offset in (size - 1, 40):  # a data byte (found by verify), then a header byte (on every read)
+        with open(shard, 'r+b') as f:
+            f.seek(offset)
+            byte = f.read(1)
+            f.seek(offset)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        cache = TeacherFeatureCache(root)
+        assert cache.verify() == [f'{shard}: sha256 mismatch (corrupt)']
+    with pytest.raises(FeatureCacheError, match=f'shard {shard} is corrupt'):
         cache.get('1.jpg')
-    assert 'sha256 mismatch' in cache.verify()[0]
     with open(shard, 'r+b') as f:
         f.truncate(50)
-    with pytest.raises(FeatureCacheError, match='incomplete or corrupt'):
+    with pytest.raises(FeatureCacheError, match=f'shard {shard} is incomplete or corrupt'):
         TeacherFeatureCache(root)
     with pytest.raises(FeatureCacheError, match='meta.json is missing'):
         TeacherFeatureCache(str(tmp_path / 'nothing'))

@@ -10,28 +10,16 @@ and ``--queries`` boxes decoded in one call (full-resolution masks included).
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
+from efficientsam_plugins.cli import (median_seconds, non_negative_int, positive_int, run_tool,  # noqa: E402
+                                      torch_device)
 from efficientsam_plugins.models import eager_attention  # noqa: E402
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam  # noqa: E402
-
-
-def median_latency(fn, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def count_flops(fn) -> int:
@@ -51,10 +39,10 @@ def benchmark(config: str, attention: str, args) -> dict:
     one = lambda: predictor.predict_torch(boxes=[box])  # noqa: E731
     many = lambda: predictor.predict_torch(boxes=[box] * args.queries)  # noqa: E731
     with eager_attention(attention == 'eager'):
-        encoder_s = median_latency(encoder, args.runs, args.warmup)
+        encoder_s = median_seconds(encoder, args.runs, args.warmup)
         predictor.set_image(frame)
-        one_s = median_latency(one, args.runs, args.warmup)
-        many_s = median_latency(many, args.runs, args.warmup)
+        one_s = median_seconds(one, args.runs, args.warmup)
+        many_s = median_seconds(many, args.runs, args.warmup)
     with eager_attention():  # the fused kernel is invisible to the FLOP counter
         encoder_flops = count_flops(encoder)
         decoder_flops = count_flops(one)

@@ -8,29 +8,14 @@ classes) and reports the median of ``--runs`` timed forwards after ``--warmup`` 
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, REPO)
-from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
-
-
-def median_seconds(fn, runs: int, warmup: int, device: str) -> float:
-    """Median wall time of ``fn``; synchronises CUDA so GPU timings are not just launch times."""
-    def timed() -> float:
-        start = time.perf_counter()
-        fn()
-        if device.startswith('cuda'):
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    for _ in range(warmup):
-        timed()
-    return statistics.median(timed() for _ in range(runs))
+from efficientsam_plugins.cli import (median_seconds, non_negative_int, positive_int, run_tool,  # noqa: E402
+                                      torch_device)
 
 
 @torch.no_grad()
@@ -62,8 +47,8 @@ def main(argv=None) -> int:
         model = MODELS.build(cfg.model).to(args.device).eval()
         image = torch.rand(1, 3, *size, device=args.device)
         sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size, batch_input_shape=size))
-        features = median_seconds(lambda: model.extract_feat(image), args.runs, args.warmup, args.device)
-        whole = median_seconds(lambda: model.predict(image, [sample]), args.runs, args.warmup, args.device)
+        features = median_seconds(lambda: model.extract_feat(image), args.runs, args.warmup)
+        whole = median_seconds(lambda: model.predict(image, [sample]), args.runs, args.warmup)
         pyramid = sum(p.numel() for p in list(model.backbone.parameters()) + list(model.neck.parameters()))
         total = sum(p.numel() for p in model.parameters())
         print(f'| SAMI-{variant.upper()} | {pyramid / 1e6:.1f} M / {total / 1e6:.1f} M | {features * 1e3:.0f} | '

@@ -8,26 +8,14 @@ median of ``--runs`` timed forwards after ``--warmup`` untimed ones.
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, REPO)
-from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
-
-
-def median_seconds(fn, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from efficientsam_plugins.cli import (median_seconds, non_negative_int, positive_int, run_tool,  # noqa: E402
+                                      torch_device)
 
 
 @torch.no_grad()

@@ -3,13 +3,16 @@
     python tools/convert_checkpoint.py backbone efficient_sam_vitt.pt vitt_mmdet.pth --target mmdet
     python tools/convert_checkpoint.py backbone zoo://efficientsam_ti vitt_d2.pth --target detectron2
     python tools/convert_checkpoint.py backbone work_dirs/sami/epoch_400.pth sami_vit.pth --target vit
-    python tools/convert_checkpoint.py official work_dirs/finetune/iter_1000.pth efficient_sam_ft.pt
+    python tools/convert_checkpoint.py official work_dirs/finetune/iter_1000.pth efficient_sam_ft.pt --config ti
 
 ``backbone`` keeps only the ViT (from an official EfficientSAM, a SAMI pretraining, an mm* or a
 detectron2 checkpoint, or MAE/timm) under the target's prefix: ``backbone.`` in ``state_dict`` for
 mmdet / mmseg / mmpretrain, ``backbone.net.`` in ``model`` for detectron2, plain names for vit.
-``official`` writes an EfficientSAM trained with this package in the official ``{"model": ...}``
-layout that ``build_efficient_sam`` and the official code load. Outputs are written atomically.
+``official`` writes an EfficientSAM trained with this package (e.g. an mmengine finetuning
+checkpoint) in the official ``{"model": ...}`` layout that ``build_efficient_sam`` and the official
+code load; ``--config`` (``ti``, ``s``, a JSON object or file of architecture overrides, or a
+finetuning config ``.py``) loads the result back strictly and writes ``<output>.config.json``.
+Outputs are written atomically.
 """
 import argparse
 import os
@@ -17,9 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from efficientsam_plugins.cli import run_tool  # noqa: E402
-from efficientsam_plugins.models.checkpoint import resolve_checkpoint  # noqa: E402
-from efficientsam_plugins.models.convert import (BACKBONE_TARGETS, save_checkpoint_atomic,  # noqa: E402
-                                                 to_backbone_checkpoint, to_official_efficientsam)
+from efficientsam_plugins.models.convert import BACKBONE_TARGETS, convert_checkpoint  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -30,20 +31,16 @@ def main(argv=None) -> int:
     backbone.add_argument('output')
     backbone.add_argument('--target', required=True, choices=sorted(BACKBONE_TARGETS))
     official = sub.add_parser('official', help='EfficientSAM in the official layout')
-    official.add_argument('source')
+    official.add_argument('source', help='path, URL or zoo://NAME')
     official.add_argument('output')
+    official.add_argument('--config', help='architecture to verify against: ti, s, JSON, or a finetuning config .py')
     args = parser.parse_args(argv)
-    if os.path.isdir(args.output):
-        raise IsADirectoryError(f'output path is a folder: {args.output}; give a file name')
-    checkpoint = resolve_checkpoint(args.source)
-    if args.command == 'backbone':
-        converted = to_backbone_checkpoint(checkpoint, args.target)
-        count = len(next(iter(converted.values())))
-    else:
-        converted = to_official_efficientsam(checkpoint)
-        count = len(converted['model'])
-    save_checkpoint_atomic(converted, args.output)
-    print(f'wrote {args.output} ({count} tensors)')
+    config = None
+    if args.command == 'official' and args.config:
+        from efficientsam_plugins.evaluation.segmenters import parse_model_config
+        config = parse_model_config(args.config)
+    count = convert_checkpoint(args.source, args.output, getattr(args, 'target', 'official'), config)
+    print(f'wrote {args.output} ({count} tensors' + (', verified against the config)' if config else ')'))
     return 0
 
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from efficientsam_plugins.cli import run_tool, torch_device  # noqa: E402
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor  # noqa: E402
-from efficientsam_plugins.zoo import ZooError, get_checkpoint  # noqa: E402
+from efficientsam_plugins.zoo import ZooError, entry_for, get_checkpoint  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 DEFAULT_IMAGE = os.path.join(REPO, 'data', 'coco_mini', 'val2017', '000000002149.jpg')
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     checkpoint = args.checkpoint
     if checkpoint is None and not args.random_weights:
         try:
-            checkpoint = get_checkpoint(f'efficientsam_{args.model}')
+            checkpoint = get_checkpoint(entry_for('efficientsam', args.model).name)
         except ZooError as err:
             print(f'could not get the released weights: {err}', file=sys.stderr)
     if checkpoint is None:

@@ -6,9 +6,9 @@ them under the detector's ViT (``backbone.net.``), resizing position tables and 
 leaves at initialisation. Checkpoints of the whole detector (resume, ``--eval-only``) load as
 saved. Importing this module registers ``zoo://NAME`` with detectron2's ``PathManager``.
 """
+import importlib.util
 from typing import Any, Dict, Optional, Tuple
 
-import torch
 import torch.nn as nn
 
 from ._dependency import require_detectron2
@@ -19,7 +19,7 @@ from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.utils.file_io import PathManager  # noqa: E402
 from iopath.common.file_io import PathHandler  # noqa: E402
 
-from ..models.checkpoint import extract_state_dict  # noqa: E402
+from ..models.checkpoint import checkpoint_path, extract_state_dict, load_checkpoint  # noqa: E402
 from ..models.convert import find_vit_prefix, vit_state_dict  # noqa: E402
 from ..models.vit import ViT  # noqa: E402
 
@@ -33,27 +33,13 @@ class ZooPathHandler(PathHandler):
         return [self.PREFIX]
 
     def _get_local_path(self, path: str, **kwargs: Any) -> str:
-        from ..zoo import get_checkpoint
-        return get_checkpoint(path[len(self.PREFIX):])
+        return checkpoint_path(path)
 
     def _open(self, path: str, mode: str = 'r', buffering: int = -1, **kwargs: Any):
         return PathManager.open(self._get_local_path(path), mode, buffering=buffering, **kwargs)
 
 
 PathManager.register_handler(ZooPathHandler())
-
-
-def _allow_mmengine_checkpoints() -> None:
-    """Lets torch's safe loader read mmengine checkpoints (nothing to do without mmengine).
-
-    Added for good rather than with ``torch.serialization.safe_globals``, whose exit removes the
-    classes even when the mmengine adapters had allow-listed them before.
-    """
-    try:
-        from ..mmengine.checkpoints import enable_weights_only_checkpoints
-    except ImportError:
-        return
-    enable_weights_only_checkpoints()
 
 
 def find_vit(model: nn.Module) -> Tuple[Optional[ViT], str]:
@@ -76,10 +62,13 @@ class SAMICheckpointer(DetectionCheckpointer):
     """
 
     def _torch_load(self, filename: str) -> Dict[str, Any]:
-        """detectron2's ``torch.load`` (``weights_only``), also admitting the message-hub and numpy objects
-        of mmengine checkpoints (SAMI pretraining), see :mod:`efficientsam_plugins.mmengine.checkpoints`."""
-        _allow_mmengine_checkpoints()
-        return super()._torch_load(filename)
+        """The package's reader (``weights_only``, errors naming the file), also admitting the
+        message-hub and numpy objects of mmengine checkpoints (SAMI pretraining) where mmengine is
+        installed, see :mod:`efficientsam_plugins.mmengine.checkpoints`."""
+        if importlib.util.find_spec('mmengine') is not None:
+            from ..mmengine.checkpoints import enable_weights_only_checkpoints
+            enable_weights_only_checkpoints()
+        return load_checkpoint(filename)
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         loaded = super()._load_file(filename)

@@ -6,18 +6,18 @@ mmengine; pycocotools and OpenCV are imported when first used).
 from .clicks import center_click, next_positive_click, random_click
 from .dataset import ImageInfo, Instance, InstanceDataset, load_rgb_image
 from ..fileio import atomic_write_json
-from .masks import decode_segmentation, encode_mask, mask_iou, size_bucket, tight_box
+from .masks import encode_mask, mask_iou, size_bucket, tight_box
 from .promptable import (EvaluationResult, PromptProtocol, evaluate_dataset, evaluate_image,
                          format_table, summarize)
-from .segmenters import (BoxFillSegmenter, EfficientSamSegmenter, GroundTruthSegmenter, PromptBatch,
-                         Segmentation, Segmenter, load_efficient_sam)
+from .segmenters import (BoxFillSegmenter, EfficientSamSegmenter, GroundTruthSegmenter, PredictorSegmenter,
+                         PromptBatch, Segmentation, Segmenter, load_efficient_sam)
 from .zero_shot import evaluate_segmentation, load_detections, segment_detections
 
 __all__ = [
     'PromptProtocol', 'evaluate_dataset', 'evaluate_image', 'summarize', 'format_table',
     'EvaluationResult', 'InstanceDataset', 'ImageInfo', 'Instance', 'load_rgb_image', 'Segmenter',
-    'PromptBatch', 'Segmentation', 'EfficientSamSegmenter', 'GroundTruthSegmenter',
+    'PromptBatch', 'Segmentation', 'PredictorSegmenter', 'EfficientSamSegmenter', 'GroundTruthSegmenter',
     'BoxFillSegmenter', 'load_efficient_sam', 'center_click', 'random_click', 'next_positive_click',
-    'mask_iou', 'tight_box', 'size_bucket', 'decode_segmentation', 'encode_mask',
+    'mask_iou', 'tight_box', 'size_bucket', 'encode_mask',
     'atomic_write_json', 'load_detections', 'segment_detections', 'evaluate_segmentation',
 ]

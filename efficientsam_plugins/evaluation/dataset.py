@@ -1,17 +1,19 @@
 """COCO- and LVIS-format instance datasets for evaluation: images, ground-truth masks, checks.
 
-Every problem with the inputs (missing files, malformed JSON, images that do not decode or do not
-match their annotation's size) raises before or instead of producing results, naming the file.
+The annotations are indexed and rasterised by pycocotools' ``COCO`` (LVIS files have the same
+layout). Every problem with the inputs (missing files, malformed JSON, images that do not decode or
+do not match their annotation's size) raises before or instead of producing results, naming the file.
 """
+import contextlib
+import io
 import json
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .masks import decode_segmentation, size_bucket
+from .masks import size_bucket
 
 DATA_FORMATS = ('auto', 'coco', 'lvis')
 
@@ -63,12 +65,6 @@ def load_rgb_image(path: str, expected_hw: Optional[Sequence[int]] = None) -> np
     return array
 
 
-def detect_format(data: Dict[str, Any]) -> str:
-    """LVIS files mark images with ``not_exhaustive_category_ids`` / ``neg_category_ids``."""
-    images = data.get('images') or [{}]
-    return 'lvis' if ('not_exhaustive_category_ids' in images[0] or 'neg_category_ids' in images[0]) else 'coco'
-
-
 class InstanceDataset:
     """Images and non-crowd instance masks of a COCO- or LVIS-format annotation file.
 
@@ -77,9 +73,12 @@ class InstanceDataset:
         img_dir: folder of the images; LVIS images (named by ``coco_url``) are looked up as
             ``img_dir/<split>/<name>`` and then ``img_dir/<name>``.
         data_format: ``auto`` (LVIS when the images carry LVIS fields), ``coco`` or ``lvis``.
+
+    ``api`` is the file's pycocotools ``COCO`` object.
     """
 
     def __init__(self, ann_file: str, img_dir: str, data_format: str = 'auto') -> None:
+        from pycocotools.coco import COCO
         if data_format not in DATA_FORMATS:
             raise ValueError(f'unknown data format {data_format!r}; expected one of {DATA_FORMATS}')
         if not os.path.isdir(img_dir):
@@ -90,23 +89,30 @@ class InstanceDataset:
             raise ValueError(f'annotation file {ann_file} is not in COCO/LVIS format: expected a dict '
                              f'with "images" and "annotations" lists')
         self.ann_file, self.img_dir = ann_file, img_dir
-        self.format = detect_format(data) if data_format == 'auto' else data_format
-        self.categories = {int(c['id']): c for c in data.get('categories', [])}
+        first = (data['images'] or [{}])[0]  # LVIS marks its images with these fields
+        lvis = 'not_exhaustive_category_ids' in first or 'neg_category_ids' in first
+        self.format = ('lvis' if lvis else 'coco') if data_format == 'auto' else data_format
+        self.api = COCO()
+        self.api.dataset = data
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+                self.api.createIndex()
+        except (KeyError, TypeError) as err:
+            raise ValueError(f'annotation file {ann_file}: an image, annotation or category entry lacks '
+                             f'its id or image_id ({err!r})') from err
+        self.categories = self.api.cats
         self.images: Dict[int, ImageInfo] = {}
         for image in data['images']:
             try:
-                info = ImageInfo(int(image['id']), self._image_path(image), int(image['width']),
-                                 int(image['height']))
+                self.images[image['id']] = ImageInfo(image['id'], self._image_path(image), int(image['width']),
+                                                     int(image['height']))
             except (KeyError, TypeError, ValueError) as err:
                 raise ValueError(f'annotation file {ann_file}: malformed image entry '
                                  f'{str(image)[:200]} ({err!r})') from err
-            self.images[info.id] = info
-        self._annotations: Dict[int, List[dict]] = defaultdict(list)
-        for ann in data['annotations']:
-            if int(ann.get('image_id', -1)) not in self.images:
-                raise ValueError(f'annotation file {ann_file}: annotation {ann.get("id")} refers to '
-                                 f'unknown image id {ann.get("image_id")}')
-            self._annotations[int(ann['image_id'])].append(ann)
+        for image_id, anns in self.api.imgToAnns.items():
+            if image_id not in self.images:
+                raise ValueError(f'annotation file {ann_file}: annotation {anns[0]["id"]} refers to '
+                                 f'unknown image id {image_id}')
 
     def _image_path(self, image: Dict[str, Any]) -> str:
         if image.get('file_name'):
@@ -134,17 +140,26 @@ class InstanceDataset:
         return load_rgb_image(info.path, (info.height, info.width))
 
     def annotations(self, image_id: int) -> List[dict]:
-        return list(self._annotations.get(image_id, []))
+        """The image's non-crowd annotations (LVIS has no ``iscrowd``), in file order."""
+        return [ann for ann in self.api.imgToAnns.get(image_id, []) if not ann.get('iscrowd', 0)]
+
+    def mask(self, ann: Dict[str, Any]) -> np.ndarray:
+        """An annotation's bool ``[H, W]`` mask (pycocotools cannot rasterise an empty polygon list)."""
+        if not ann.get('segmentation'):
+            info = self.images[ann['image_id']]
+            return np.zeros((info.height, info.width), dtype=bool)
+        try:
+            return self.api.annToMask(ann).astype(bool)
+        except (KeyError, TypeError, IndexError, ValueError) as err:
+            raise ValueError(f'annotation {ann["id"]} of {self.ann_file} has a malformed segmentation '
+                             f'({err!r})') from err
 
     def instances(self, image_id: int) -> Tuple[List[Instance], List[int]]:
         """Non-crowd instances with a non-empty mask (in annotation order), and the ids of the
         non-crowd annotations whose mask decodes to no pixel (they cannot be prompted)."""
-        info = self.images[image_id]
         instances, empty = [], []
-        for ann in self._annotations.get(image_id, []):
-            if ann.get('iscrowd', 0):
-                continue
-            mask = decode_segmentation(ann['segmentation'], info.height, info.width)
+        for ann in self.annotations(image_id):
+            mask = self.mask(ann)
             area = int(np.count_nonzero(mask))
             if area:
                 instances.append(Instance(int(ann['id']), int(ann.get('category_id', 0)), mask, area))

@@ -1,4 +1,4 @@
-"""Binary-mask utilities shared by the evaluation tools: decoding, RLE, boxes, IoU, size buckets."""
+"""Binary-mask utilities shared by the evaluation tools: RLE, boxes, IoU, size buckets."""
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -16,27 +16,6 @@ def coco_mask_api():
         raise ImportError('the evaluation tools need pycocotools to read COCO/LVIS masks: '
                           'pip install pycocotools (pinned in requirements.txt)') from err
     return mask_api
-
-
-def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """A COCO/LVIS/SA-1B ``segmentation`` (polygons, RLE or uncompressed RLE) as bool ``[H, W]``."""
-    mask_api = coco_mask_api()
-    if isinstance(segmentation, list):
-        if not segmentation:
-            return np.zeros((height, width), dtype=bool)
-        rle = mask_api.merge(mask_api.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation, dict) and 'counts' in segmentation and 'size' in segmentation:
-        if list(segmentation['size']) != [height, width]:
-            raise ValueError(f'RLE of size {segmentation["size"]} on a {height}x{width} image')
-        rle = segmentation
-        if isinstance(rle['counts'], list):
-            rle = mask_api.frPyObjects(rle, height, width)
-        elif isinstance(rle['counts'], str):
-            rle = dict(rle, counts=rle['counts'].encode('ascii'))
-    else:
-        raise ValueError(f'unsupported segmentation of type {type(segmentation).__name__}: expected '
-                         f'polygons (a list) or RLE (a dict with "size" and "counts")')
-    return mask_api.decode(rle).astype(bool)
 
 
 def encode_mask(mask: np.ndarray) -> Dict[str, Any]:

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+from tqdm import tqdm
 
 from .clicks import (CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS, click_rng, first_click, later_click,
                      parse_click_counts)
 from .dataset import ImageInfo, Instance, InstanceDataset
-from .io import Progress
 from .masks import SIZE_BUCKETS, encode_mask, mask_iou, tight_box
 from .segmenters import PromptBatch, Segmenter
 
@@ -136,16 +136,16 @@ def evaluate_dataset(dataset: InstanceDataset, segmenter: Segmenter, protocol: P
         raise KeyError(f'image ids {unknown[:5]} are not in {dataset.ann_file}')
     if segmenter.needs_image:
         dataset.check_images_exist(ids)
-    bar = Progress(len(ids), 'images', enabled=progress)
+    bar = tqdm(ids, unit='image', disable=not progress)
     records, empty = [], []
-    for image_id in ids:
+    for image_id in bar:
         info = dataset.images[image_id]
         instances, empty_ids = dataset.instances(image_id)
         empty += empty_ids
         if instances:
             image = dataset.load_image(image_id) if segmenter.needs_image else None
             records += evaluate_image(segmenter, info, image, instances, protocol, keep_masks)
-        bar.update(note=f'{len(records)} prompts')
+        bar.set_postfix_str(f'{len(records)} prompts', refresh=False)
     return EvaluationResult(records, summarize(records, protocol.prompt_names), len(ids), empty)
 
 

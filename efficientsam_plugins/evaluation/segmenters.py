@@ -1,18 +1,18 @@
 """The "predict" step of the evaluation tools, behind one small interface.
 
 A segmenter gets an image, then batches of prompts for that image, and returns one mask per
-prompt. :class:`EfficientSamSegmenter` runs the model; :class:`GroundTruthSegmenter` and
-:class:`BoxFillSegmenter` answer from the annotations, so the tools' bookkeeping can be checked
-against known results (oracle masks score 1.0; box-filled masks score their exact IoU).
+prompt. :class:`PredictorSegmenter` runs any predictor of the common interface (EfficientSAM,
+SqueezeSAM, ...); :class:`GroundTruthSegmenter` and :class:`BoxFillSegmenter` answer from the
+annotations, so the tools' bookkeeping can be checked against known results (oracle masks score
+1.0; box-filled masks score their exact IoU).
 """
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from ..models.predictor import Predictor
 from .dataset import ImageInfo, InstanceDataset
 
 
@@ -63,51 +63,28 @@ class Segmenter(ABC):
         """One bool mask of the image's size per query."""
 
 
-class EfficientSamSegmenter(Segmenter):
-    """EfficientSAM: one image embedding per image; queries decoded in chunks; of the 3 masks of a
-    query, the one with the highest predicted IoU (upsampled exactly as the predictor does)."""
+class PredictorSegmenter(Segmenter):
+    """A :class:`~efficientsam_plugins.models.predictor.Predictor`: of the candidate masks of a
+    query, the one with the highest predicted IoU (only it is upsampled)."""
 
-    def __init__(self, model, max_queries_per_batch: int = 64) -> None:
-        from ..models.efficient_sam import EfficientSamPredictor
-        self.predictor = EfficientSamPredictor(model, max_queries_per_batch=max_queries_per_batch)
-        self.model = self.predictor.model
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
 
     def set_image(self, image: Optional[np.ndarray], info: ImageInfo) -> None:
         self.predictor.set_image(image)
 
-    def _queries(self, prompts: PromptBatch):
-        parts, labels = [], []
-        if prompts.boxes is not None:
-            parts.append(torch.from_numpy(prompts.boxes).view(-1, 2, 2))
-            labels.append(torch.tensor([2.0, 3.0]).expand(len(prompts), 2))
-        if prompts.points is not None:
-            parts.append(torch.from_numpy(prompts.points))
-            labels.append(torch.ones(prompts.points.shape[:2]))
-        return torch.cat(parts, 1), torch.cat(labels, 1)
-
-    @torch.no_grad()
     def segment(self, prompts: PromptBatch) -> Segmentation:
-        if self.predictor.image_embedding is None:
-            raise RuntimeError('set_image must be called before segment')
-        points, labels = self._queries(prompts)
-        limit = self.model.decoder_max_num_input_points
-        if points.shape[1] > limit:
-            raise ValueError(f'{points.shape[1]} prompt points per query (a box counts as 2) but the '
-                             f'model takes at most {limit}')
-        h, w = self.predictor.original_size
-        device, step = self.predictor.device, self.predictor.max_queries_per_batch
-        masks, scores = [], []
-        for start in range(0, len(prompts), step):
-            logits, iou = self.model.predict_masks(
-                self.predictor.image_embedding, points[None, start:start + step].to(device),
-                labels[None, start:start + step].to(device), True, h, w)
-            logits, iou = logits[0], iou[0]
-            best = iou.argmax(1)
-            rows = torch.arange(best.numel(), device=best.device)
-            chosen = F.interpolate(logits[rows, best][:, None], (h, w), mode='bicubic')[:, 0]
-            masks.append((chosen >= self.model.mask_threshold).cpu().numpy())
-            scores.append(iou[rows, best].float().cpu().numpy())
-        return Segmentation(np.concatenate(masks), np.concatenate(scores))
+        masks, scores, _ = self.predictor.predict_torch(points=prompts.points, boxes=prompts.boxes,
+                                                        best_only=True)
+        return Segmentation(masks[:, 0].cpu().numpy(), scores[:, 0].float().cpu().numpy())
+
+
+class EfficientSamSegmenter(PredictorSegmenter):
+    """:class:`PredictorSegmenter` of an EfficientSAM model."""
+
+    def __init__(self, model, max_queries_per_batch: int = 64) -> None:
+        from ..models.efficient_sam import EfficientSamPredictor
+        super().__init__(EfficientSamPredictor(model, max_queries_per_batch))
 
 
 class GroundTruthSegmenter(Segmenter):
@@ -148,40 +125,32 @@ class BoxFillSegmenter(Segmenter):
 
 
 def parse_model_config(spec: str):
-    """``ti`` / ``s``, a JSON object of architecture overrides, or the path of a JSON file."""
+    """``ti`` / ``s``, a JSON object of architecture overrides, the path of a JSON file, or a
+    finetuning config ``.py`` (its ``model.model_config``), for command-line tools."""
     import json
     import os
     text = spec.strip()
-    if text.startswith('{'):
-        try:
+    if text.endswith(('.json', '.py')) and not os.path.isfile(text):
+        raise FileNotFoundError(f'model config file not found: {text}')
+    if text.endswith('.py'):
+        from mmengine.config import Config
+        return Config.fromfile(text).model.get('model_config', 'ti')
+    try:
+        if text.startswith('{'):
             return json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f'model config {spec!r} is not valid JSON: {err}') from err
-    if text.endswith('.json'):
-        if not os.path.isfile(text):
-            raise FileNotFoundError(f'model config file not found: {text}')
-        try:
-            with open(text, encoding='utf-8') as f:
-                config = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f'model config file {text} is not valid JSON: {err}') from err
-        if not isinstance(config, dict):
-            raise ValueError(f'model config file {text} must hold a JSON object of architecture '
-                             f'settings, got a {type(config).__name__}')
-        return config
-    return text
-
-
-def resolve_checkpoint(spec: Optional[str]) -> Optional[str]:
-    """A local checkpoint path from a path or a model-zoo name (``efficientsam_ti``, ...)."""
-    import os
-    if spec is None or os.path.exists(spec) or os.sep in spec or spec.endswith(('.pt', '.pth')):
-        return spec
-    from ..zoo import get_checkpoint
-    return get_checkpoint(spec)
+        if not text.endswith('.json'):
+            return text
+        with open(text, encoding='utf-8') as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f'model config {text} is not valid JSON: {err}') from err
+    if not isinstance(config, dict):
+        raise ValueError(f'model config file {text} must hold a JSON object of architecture '
+                         f'settings, got a {type(config).__name__}')
+    return config
 
 
 def load_efficient_sam(config: str = 'ti', checkpoint: Optional[str] = None, device: str = 'cpu'):
-    """EfficientSAM in eval mode from CLI-style config and checkpoint strings."""
+    """EfficientSAM in eval mode from CLI-style config and checkpoint (path, URL or zoo name) strings."""
     from ..models.efficient_sam import build_efficient_sam
-    return build_efficient_sam(parse_model_config(config), resolve_checkpoint(checkpoint)).to(device)
+    return build_efficient_sam(parse_model_config(config), checkpoint).to(device)

@@ -13,9 +13,9 @@ from collections import defaultdict
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+from tqdm import tqdm
 
 from .dataset import InstanceDataset, read_json
-from .io import Progress
 from .masks import encode_mask, xywh_to_xyxy
 from .segmenters import PromptBatch, Segmenter
 
@@ -89,9 +89,9 @@ def segment_detections(dataset: InstanceDataset, segmenter: Segmenter,
     image_ids = sorted(detections)
     if segmenter.needs_image:
         dataset.check_images_exist(image_ids)
-    bar = Progress(len(image_ids), 'images', enabled=progress)
+    bar = tqdm(image_ids, unit='image', disable=not progress)
     results = []
-    for image_id in image_ids:
+    for image_id in bar:
         dets = detections[image_id]
         image = dataset.load_image(image_id) if segmenter.needs_image else None
         segmenter.set_image(image, dataset.images[image_id])
@@ -101,7 +101,7 @@ def segment_detections(dataset: InstanceDataset, segmenter: Segmenter,
             results.append(dict(image_id=image_id, category_id=det['category_id'],
                                 bbox=[float(v) for v in det['bbox']], score=float(det['score']),
                                 segmentation=encode_mask(mask)))
-        bar.update(note=f'{len(results)} masks')
+        bar.set_postfix_str(f'{len(results)} masks', refresh=False)
     return results
 
 

@@ -17,11 +17,11 @@ from ..evaluation.metric import PromptableIoUMetric
 from .data import SA1BDataset, efficientsam_collate
 from .hooks import EfficientSamExportHook
 from .model import EfficientSamDataPreprocessor, EfficientSamFinetuner
-from .weights import convert_mmengine_checkpoint, export_official_checkpoint, load_exported, load_prefixed
+from .weights import export_official_checkpoint, load_exported, load_prefixed
 
 DATASETS.register_module(name='EfficientSamSA1BDataset', module=SA1BDataset)
 FUNCTIONS.register_module(name='efficientsam_collate', module=efficientsam_collate)
 
 __all__ = ['SA1BDataset', 'efficientsam_collate', 'EfficientSamFinetuner', 'EfficientSamDataPreprocessor',
-           'EfficientSamExportHook', 'PromptableIoUMetric', 'export_official_checkpoint',
-           'convert_mmengine_checkpoint', 'load_exported', 'load_prefixed']
+           'EfficientSamExportHook', 'PromptableIoUMetric', 'export_official_checkpoint', 'load_exported',
+           'load_prefixed']

@@ -10,7 +10,7 @@ promptable evaluation during training.
 """
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..evaluation.dataset import InstanceDataset, load_rgb_image, read_json
-from ..evaluation.masks import decode_segmentation
+from ..evaluation.masks import coco_mask_api
 
 MAX_RESAMPLE_ATTEMPTS = 20
 
@@ -72,8 +72,7 @@ class SA1BDataset(Dataset):
             if img_dir is None:
                 raise ValueError('ann_file needs img_dir')
             self.coco = InstanceDataset(ann_file, img_dir)
-            ids = [i for i in self.coco.image_ids
-                   if any(not a.get('iscrowd', 0) for a in self.coco.annotations(i))]
+            ids = [i for i in self.coco.image_ids if self.coco.annotations(i)]
             self.entries = [_ImageEntry(i, self.coco.images[i].path, None) for i in ids]
             self.source = self.coco.format
         if max_images is not None:
@@ -104,12 +103,11 @@ class SA1BDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _raw_instances(self, entry: _ImageEntry) -> Tuple[int, int, List[Dict[str, Any]]]:
-        """Image height, width and its non-crowd annotations (masks still encoded)."""
+    def _raw_instances(self, entry: _ImageEntry) -> Tuple[int, int, List[Dict[str, Any]], Callable]:
+        """Image height, width, its non-crowd annotations (masks still encoded) and their decoder."""
         if entry.ann_path is None:
             info = self.coco.images[entry.image_id]
-            anns = [a for a in self.coco.annotations(entry.image_id) if not a.get('iscrowd', 0)]
-            return info.height, info.width, anns
+            return info.height, info.width, self.coco.annotations(entry.image_id), self.coco.mask
         data = read_json(entry.ann_path, 'SA-1B annotation')
         try:
             height, width = int(data['image']['height']), int(data['image']['width'])
@@ -117,7 +115,7 @@ class SA1BDataset(Dataset):
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f'SA-1B annotation {entry.ann_path} lacks image height/width or '
                              f'annotations ({err!r})') from err
-        return height, width, anns
+        return height, width, anns, lambda ann: coco_mask_api().decode(ann['segmentation']).astype(bool)
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         if self.img_size is None:
@@ -130,11 +128,11 @@ class SA1BDataset(Dataset):
                          f'at {self.mask_size}x{self.mask_size}; raise img_size or check the annotations')
 
     def _training_sample(self, entry: _ImageEntry) -> Optional[Dict[str, Any]]:
-        height, width, anns = self._raw_instances(entry)
+        height, width, anns, decode = self._raw_instances(entry)
         image = load_rgb_image(entry.img_path, (height, width))
         masks = []
         for i in torch.randperm(len(anns)).tolist():
-            mask = resize_mask(decode_segmentation(anns[i]['segmentation'], height, width), self.mask_size)
+            mask = resize_mask(decode(anns[i]), self.mask_size)
             if mask.any():
                 masks.append(mask)
                 if len(masks) == self.max_masks_per_image:
@@ -146,11 +144,11 @@ class SA1BDataset(Dataset):
                                       ori_shape=(height, width), gt_masks=torch.stack(masks)))
 
     def _evaluation_sample(self, entry: _ImageEntry) -> Dict[str, Any]:
-        height, width, anns = self._raw_instances(entry)
+        height, width, anns, decode = self._raw_instances(entry)
         image = load_rgb_image(entry.img_path, (height, width))
         masks, ann_ids, cat_ids = [], [], []
         for i, ann in enumerate(anns):
-            mask = decode_segmentation(ann['segmentation'], height, width)
+            mask = decode(ann)
             if mask.any():
                 masks.append(torch.from_numpy(mask))
                 ann_ids.append(int(ann.get('id', i)))

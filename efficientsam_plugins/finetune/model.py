@@ -10,8 +10,7 @@ from ..evaluation.dataset import ImageInfo, Instance
 from ..evaluation.promptable import PromptProtocol, evaluate_image
 from ..evaluation.segmenters import EfficientSamSegmenter
 from ..models.efficient_sam import build_efficient_sam, resolve_config
-from ..models.efficient_sam.losses import sam_loss
-from ..models.efficient_sam.prompt_sampling import sample_error_clicks, sample_prompts
+from ..models.efficient_sam.training import LOSS_WEIGHTS, efficient_sam_decoder, training_round
 from .weights import load_prefixed
 
 
@@ -70,11 +69,10 @@ class EfficientSamFinetuner(BaseModel):
         self.checkpoint, self.encoder_init, self.decoder_init = checkpoint, encoder_init, decoder_init
         self.box_probability = box_probability
         self.num_iterative_clicks = num_iterative_clicks
-        weights = {'focal': 20.0, 'dice': 1.0, 'iou': 1.0, **dict(loss_weights or {})}
-        if set(weights) != {'focal', 'dice', 'iou'}:
-            raise ValueError(f'unknown loss_weights keys {sorted(set(weights) - {"focal", "dice", "iou"})}; '
-                             f'expected focal, dice, iou')
-        self.loss_weights = {k: float(weights[k]) for k in ('focal', 'dice', 'iou')}
+        unknown = sorted(set(loss_weights or {}) - set(LOSS_WEIGHTS))
+        if unknown:
+            raise ValueError(f'unknown loss_weights keys {unknown}; expected focal, dice, iou')
+        self.loss_weights = {k: float(v) for k, v in {**LOSS_WEIGHTS, **dict(loss_weights or {})}.items()}
         self.eval_protocol = PromptProtocol(**dict(eval_protocol or dict(box=True, clicks=(1, 3))))
 
     def init_weights(self) -> None:
@@ -105,53 +103,16 @@ class EfficientSamFinetuner(BaseModel):
             return self.model.get_image_embeddings(inputs)
         raise ValueError(f'unknown mode {mode!r}; expected loss, predict or tensor')
 
-    def _decode(self, embeddings: torch.Tensor, coords: List[torch.Tensor], labels: List[torch.Tensor]):
-        """Per image (each has its own number of queries): multimask logits and IoU, concatenated."""
-        size = self.model.img_size
-        logits, ious = [], []
-        for b in range(embeddings.shape[0]):
-            lg, iou = self.model.predict_masks(embeddings[b:b + 1], coords[b][None], labels[b][None],
-                                               True, size, size)
-            logits.append(lg[0])
-            ious.append(iou[0])
-        return torch.cat(logits), torch.cat(ious)
-
     def loss(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> Dict[str, torch.Tensor]:
-        """One prompt per ground-truth mask (box or point), then ``num_iterative_clicks`` rounds
-        adding a click each; the SAM loss of every round, averaged. The image is embedded once."""
+        """SAM's training round (:func:`training_round`); the images are embedded once."""
         size = self.model.img_size
         if not isinstance(inputs, torch.Tensor) or inputs.shape[-2:] != (size, size):
             shapes = [tuple(x.shape) for x in inputs] if isinstance(inputs, list) else tuple(inputs.shape)
             raise ValueError(f'training images must all be {size}x{size} (the model input); got {shapes}: '
                              f'set the dataset\'s img_size to the model\'s')
-        masks = [sample['gt_masks'] for sample in data_samples]
-        embeddings = self.model.get_image_embeddings(inputs)
-        prompts = [sample_prompts(m, size, self.box_probability) for m in masks]
-        coords, labels = [p[0] for p in prompts], [p[1] for p in prompts]
-        targets = torch.cat(masks)
-        totals: Dict[str, torch.Tensor] = {}
-        rounds = self.num_iterative_clicks + 1
-        for round_ in range(rounds):
-            logits, iou = self._decode(embeddings, coords, labels)
-            if logits.shape[-2:] != targets.shape[-2:]:
-                raise ValueError(f'ground-truth masks are {tuple(targets.shape[-2:])} but the decoder '
-                                 f'outputs {tuple(logits.shape[-2:])}: set the dataset\'s mask_size to '
-                                 f'{logits.shape[-1]}')
-            losses = sam_loss(logits, iou, targets, self.loss_weights['focal'], self.loss_weights['dice'],
-                              self.loss_weights['iou'])
-            for key, value in losses.items():
-                totals[key] = totals.get(key, 0) + value / rounds
-            if round_ + 1 < rounds:
-                with torch.no_grad():
-                    best = iou.argmax(1)
-                    predictions = logits[torch.arange(best.numel()), best] >= self.model.mask_threshold
-                start = 0
-                for b, m in enumerate(masks):
-                    pts, lbl = sample_error_clicks(predictions[start:start + len(m)], m, size)
-                    coords[b] = torch.cat([coords[b], pts], 1)
-                    labels[b] = torch.cat([labels[b], lbl], 1)
-                    start += len(m)
-        return totals
+        return training_round(efficient_sam_decoder(self.model, inputs), [s['gt_masks'] for s in data_samples],
+                              size, self.box_probability, self.num_iterative_clicks, self.loss_weights,
+                              self.model.mask_threshold)
 
     @torch.no_grad()
     def predict(self, inputs: Union[torch.Tensor, List[torch.Tensor]],

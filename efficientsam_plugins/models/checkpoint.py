@@ -1,30 +1,49 @@
-"""Reading checkpoint files and loading them strictly, with errors that name the problem."""
+"""The one checkpoint path: any source to a checkpoint dict, and one strict loader whose error
+names every mismatch. Builders, adapters and converters all go through it."""
 import os
 import pickle
 import struct
 import zipfile
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 
 CheckpointSource = Union[str, os.PathLike, Mapping[str, Any]]
+# What torch.load raises on damaged bytes or (weights_only) on objects that are not allow-listed.
+_READ_ERRORS = (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError,
+                IndexError, KeyError, struct.error, AssertionError)
 
 
-def read_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
-    """A checkpoint as a dict: ``source`` is a file path or an already-loaded dict.
+def checkpoint_path(source: Union[str, os.PathLike]) -> str:
+    """The local file of a path, a URL, ``zoo://NAME`` or a bare zoo name (``efficientsam_ti``).
 
-    Files are read with ``weights_only=True`` (tensors and plain containers only).
+    URLs and zoo names are downloaded and verified by the model zoo; a string that looks like a
+    path (a folder separator, a ``.pt``/``.pth`` suffix) must be an existing file.
+    """
+    path = os.fspath(source)
+    if os.path.isfile(path):
+        return path
+    if path.startswith('zoo://'):
+        path = path[len('zoo://'):]
+    elif '://' not in path and ('/' in path or os.sep in path or path.endswith(('.pt', '.pth'))):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    from ..zoo import get_checkpoint
+    return get_checkpoint(path)
+
+
+def load_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
+    """A checkpoint dict from a dict (returned as is), a path, a URL or a zoo name.
+
+    Files are read with ``weights_only=True``: tensors, plain containers and the allow-listed
+    classes of :mod:`efficientsam_plugins.mmengine.checkpoints`, never arbitrary code.
     """
     if isinstance(source, Mapping):
         return dict(source)
-    path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    path = checkpoint_path(source)
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError,
-            IndexError, KeyError, struct.error, AssertionError) as err:  # all seen on damaged bytes
+    except _READ_ERRORS as err:
         raise ValueError(f'cannot read checkpoint {path}: corrupt, truncated, not a PyTorch file, or '
                          f'holding objects other than tensors and plain containers '
                          f'({type(err).__name__}: {err})') from err
@@ -34,72 +53,77 @@ def read_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
 
 
 def check_checkpoint_file(path: str, what: str = 'checkpoint') -> None:
-    """Fails at once on a path that cannot be a ``torch.save`` file (missing, truncated, another
-    kind of file), for callers that load it only later, after building models and data.
-
-    Looks only at the zip directory (or, for the legacy format, the first byte), not the tensors.
-    """
+    """Fails at once on a file that cannot be a ``torch.save`` file, for tools that load it only
+    after building models and data; reads the zip directory (legacy format: the first byte)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{what} not found: {path}')
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except zipfile.BadZipFile:
-            names = []
-        if any(name == 'data.pkl' or name.endswith('/data.pkl') for name in names):
-            return
-    else:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            complete = any(name.endswith('data.pkl') for name in archive.namelist())
+    except zipfile.BadZipFile:
         with open(path, 'rb') as file:
-            if file.read(1) == pickle.PROTO:  # torch.save(..., _use_new_zipfile_serialization=False)
-                return
-    raise ValueError(f'{what} {path} is not a PyTorch checkpoint: not a complete torch.save file '
-                     f'(truncated, or another kind of file)')
+            complete = file.read(1) == pickle.PROTO  # torch.save(..., _use_new_zipfile_serialization=False)
+    if not complete:
+        raise ValueError(f'{what} {path} is not a PyTorch checkpoint: not a complete torch.save file '
+                         f'(truncated, or another kind of file)')
 
 
-def resolve_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
-    """Reads a checkpoint given as a dict, a path, a URL or ``zoo://NAME`` (downloaded, verified)."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    source = os.fspath(source)
-    if source.startswith(('zoo://', 'http://', 'https://', 'file://')):
-        from ..zoo import get_checkpoint
-        source = get_checkpoint(source[len('zoo://'):] if source.startswith('zoo://') else source)
-    return read_checkpoint(source)
+def extract_state_dict(checkpoint: Mapping[str, Any], prefix: str = '',
+                       what: str = 'checkpoint') -> Dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint (under ``model`` / ``state_dict``, or the dict itself);
+    with ``prefix``, only its keys under the prefix, which is stripped."""
+    state_dict = next((dict(checkpoint[key]) for key in ('model', 'state_dict')
+                       if isinstance(checkpoint.get(key), Mapping)), None)
+    if state_dict is None:
+        if not (checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values())):
+            raise ValueError(f'no state dict found in {what} with keys {sorted(checkpoint)[:10]}; '
+                             f'expected a "model" or "state_dict" entry or a flat dict of tensors')
+        state_dict = dict(checkpoint)
+    if not prefix:
+        return state_dict
+    inner = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not inner:
+        raise ValueError(f'{what} has no keys under prefix {prefix!r}; its keys start like '
+                         f'{sorted(state_dict)[:5]}')
+    return inner
 
 
-def extract_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-    """The state dict inside a checkpoint: under ``model`` / ``state_dict``, or the dict itself."""
-    for key in ('model', 'state_dict'):
-        if key in checkpoint and isinstance(checkpoint[key], Mapping):
-            return dict(checkpoint[key])
-    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        return dict(checkpoint)
-    raise ValueError(f'no state dict found in checkpoint with keys {sorted(checkpoint)[:10]}; '
-                     f'expected a "model" or "state_dict" entry or a flat dict of tensors')
+def _listed(items: List[str], sep: str, limit: int = 6) -> str:
+    more = f' ... (+{len(items) - limit} more)' if len(items) > limit else ''
+    return sep.join(items[:limit]) + more
 
 
-def _summary(names, limit: int = 8) -> str:
-    names = sorted(names)
-    more = f' ... (+{len(names) - limit} more)' if len(names) > limit else ''
-    return ', '.join(names[:limit]) + more
-
-
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                           what: str = 'checkpoint') -> None:
-    """``module.load_state_dict(strict=True)`` with one error listing every mismatch."""
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = 'checkpoint',
+                     target: Optional[str] = None, allow_missing: Sequence[str] = ()) -> List[str]:
+    """The one mismatch report: raises a ValueError naming every shape mismatch, missing and
+    unexpected key of ``state_dict`` against ``module``; returns the missing keys that
+    ``allow_missing`` (key prefixes) lets keep their initialisation."""
     own = module.state_dict()
-    missing = set(own) - set(state_dict)
-    unexpected = set(state_dict) - set(own)
-    shapes = [f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
-              for k in sorted(set(own) & set(state_dict)) if state_dict[k].shape != own[k].shape]
-    problems = []
-    if missing:
-        problems.append(f'{len(missing)} missing keys ({_summary(missing)})')
-    if unexpected:
-        problems.append(f'{len(unexpected)} unexpected keys ({_summary(unexpected)})')
-    if shapes:
-        problems.append(f'{len(shapes)} shape mismatches ({"; ".join(shapes[:5])})')
+    shapes = [f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}'
+              for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
+    missing = [k for k in own if k not in state_dict]
+    kept = [k for k in missing if k.startswith(tuple(allow_missing))]
+    problems = [f'{name} ({_listed(keys, sep)})' for name, keys, sep in (
+        ('shape mismatches', shapes, '; '),
+        ('missing keys', [k for k in missing if k not in kept], ', '),
+        ('unexpected keys', [k for k in state_dict if k not in own], ', ')) if keys]
     if problems:
-        raise ValueError(f'{what} does not match {type(module).__name__}: ' + '; '.join(problems))
-    module.load_state_dict(state_dict, strict=True)
+        raise ValueError(f'{what} does not match {target or type(module).__name__}: ' + '; '.join(problems))
+    return kept
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = 'checkpoint',
+                           target: Optional[str] = None, allow_missing: Sequence[str] = ()) -> List[str]:
+    """Loads ``state_dict`` after :func:`check_state_dict`; returns the keys left at initialisation."""
+    kept = check_state_dict(module, state_dict, what, target, allow_missing)
+    module.load_state_dict(state_dict, strict=False)
+    return kept
+
+
+def save_checkpoint(checkpoint: Mapping[str, Any], path: Union[str, os.PathLike]) -> str:
+    """``torch.save`` atomically (no partial file on failure), creating the folder."""
+    from ..fileio import atomic_torch_save
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_torch_save(dict(checkpoint), path)
+    return path

@@ -1,4 +1,5 @@
-"""The one checkpoint-conversion module: any supported checkpoint to the core ViT's weights.
+"""The one checkpoint-conversion module: any supported checkpoint to the core ViT's weights, and
+the converter CLI's work (``tools/convert_checkpoint.py`` only parses the arguments).
 
 Recognised layouts (detected by where ``patch_embed.proj.weight`` sits):
 
@@ -16,14 +17,24 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 
-from .checkpoint import extract_state_dict, resolve_checkpoint
-from .vit import ViT, resize_rel_pos
+from .checkpoint import (CheckpointSource, check_state_dict, extract_state_dict, load_checkpoint,
+                         save_checkpoint)
+from .vit import ViT, resize_abs_pos, resize_rel_pos
 
 VIT_PREFIXES = ('backbone.net.', 'image_encoder.', 'backbone.', 'encoder.', 'module.', '')
+VIT_PARTS = ('pos_embed', 'patch_embed.', 'blocks.', 'neck.', 'norm.')
 DROPPED_KEYS = ('cls_token', 'mask_token', 'dist_token')
 DROPPED_PREFIXES = ('head.', 'fc_norm.', 'decoder', 'pre_logits.')
+BACKBONE_TARGETS = {
+    # target: (key holding the state dict, prefix of the ViT inside the detector / classifier)
+    'mmdet': ('state_dict', 'backbone.'),
+    'mmseg': ('state_dict', 'backbone.'),
+    'mmpretrain': ('state_dict', 'backbone.'),
+    'detectron2': ('model', 'backbone.net.'),
+    'vit': ('state_dict', ''),
+}
+OFFICIAL_PARTS = ('image_encoder', 'prompt_encoder', 'mask_decoder')
 
 
 def find_vit_prefix(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -40,24 +51,21 @@ def find_vit_prefix(state_dict: Mapping[str, torch.Tensor]) -> str:
     raise ValueError(f'checkpoint holds no ViT: no key ends with "{suffix}"; first keys: {sorted(state_dict)[:6]}')
 
 
-def _resize_pos_embed(pos_embed: torch.Tensor, target: torch.Tensor, has_cls: bool) -> torch.Tensor:
+def _dropped(name: str) -> bool:
+    """Heads, decoders and tokens: in checkpoints, never in the core ViT."""
+    return name in DROPPED_KEYS or name.startswith(DROPPED_PREFIXES)
+
+
+def _fit_pos_embed(pos_embed: torch.Tensor, target: torch.Tensor, has_cls: bool) -> torch.Tensor:
     """A position embedding (``[1, (1+)S*S, C]`` or SAM's ``[1, H, W, C]``) to the model's shape."""
-    if pos_embed.shape == target.shape:
-        return pos_embed
-    cls_slot = None
-    if pos_embed.ndim == 4:
-        grid = pos_embed
-    else:
-        if math.isqrt(pos_embed.shape[1]) ** 2 != pos_embed.shape[1]:
-            cls_slot, pos_embed = pos_embed[:, :1], pos_embed[:, 1:]
-        size = math.isqrt(pos_embed.shape[1])
-        grid = pos_embed.reshape(1, size, size, -1)
+    flat = pos_embed.flatten(1, 2) if pos_embed.ndim == 4 else pos_embed
+    source_cls = math.isqrt(flat.shape[1]) ** 2 != flat.shape[1]
     size = math.isqrt(target.shape[1] - int(has_cls))
-    resized = F.interpolate(grid.permute(0, 3, 1, 2).float(), size=(size, size), mode='bicubic',
-                            align_corners=False).permute(0, 2, 3, 1).reshape(1, size * size, -1)
+    resized = resize_abs_pos(flat.float(), source_cls, (size, size)).reshape(1, size * size, -1)
     if has_cls:
-        resized = torch.cat([torch.zeros_like(resized[:, :1]) if cls_slot is None else cls_slot.float(), resized], 1)
-    return resized.to(grid.dtype)
+        cls = flat[:, :1].float() if source_cls else torch.zeros_like(resized[:, :1])
+        resized = torch.cat([cls, resized], 1)
+    return resized.to(pos_embed.dtype)
 
 
 def vit_state_dict(checkpoint: Mapping[str, Any], model: ViT, prefix: Optional[str] = None,
@@ -71,85 +79,45 @@ def vit_state_dict(checkpoint: Mapping[str, Any], model: ViT, prefix: Optional[s
     source = extract_state_dict(checkpoint)
     prefix = find_vit_prefix(source) if prefix is None else prefix
     own = model.state_dict()
-    converted: Dict[str, torch.Tensor] = {}
-    unexpected = []
-    for key, value in source.items():
-        if not key.startswith(prefix):
-            continue
-        name = key[len(prefix):]
-        if name in own:
-            converted[name] = value
-        elif name in DROPPED_KEYS or name.startswith(DROPPED_PREFIXES):
-            continue
-        elif name.startswith('neck.') and model.neck is None:
-            continue
-        elif name.startswith('norm.') and model.norm is None:
-            continue
-        elif name.startswith('blocks.') and '.attn.rel_pos_' in name and not model.blocks[0].attn.use_rel_pos:
-            continue
-        else:
-            unexpected.append(name)
-    if 'pos_embed' in converted and converted['pos_embed'].shape[-1] == own['pos_embed'].shape[-1]:
-        converted['pos_embed'] = _resize_pos_embed(converted['pos_embed'], own['pos_embed'],
-                                                   model.pretrain_use_cls_token)
-    for name, value in list(converted.items()):
-        if '.attn.rel_pos_' in name and value.shape != own[name].shape and value.shape[1:] == own[name].shape[1:]:
+    use_rel_pos = model.blocks[0].attn.use_rel_pos
+
+    def kept(name: str) -> bool:
+        """The model's keys and unknown ones (reported below); not the parts the model lacks."""
+        return name in own or not (_dropped(name) or (name.startswith('neck.') and model.neck is None)
+                                   or (name.startswith('norm.') and model.norm is None)
+                                   or ('.attn.rel_pos_' in name and not use_rel_pos))
+
+    converted = {key[len(prefix):]: value for key, value in source.items()
+                 if key.startswith(prefix) and kept(key[len(prefix):])}
+    pos = converted.get('pos_embed')
+    if pos is not None and pos.shape != own['pos_embed'].shape and pos.shape[-1] == own['pos_embed'].shape[-1]:
+        converted['pos_embed'] = _fit_pos_embed(pos, own['pos_embed'], model.pretrain_use_cls_token)
+    for name, value in converted.items():
+        if '.attn.rel_pos_' in name and name in own and value.shape[1:] == own[name].shape[1:]:
             converted[name] = resize_rel_pos(value, own[name].shape[0])
-    missing = [k for k in own if k not in converted]
-    initialised = [k for k in missing if '.attn.rel_pos_' in k or k.startswith(tuple(new_layers))]
-    missing = [k for k in missing if k not in initialised]
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-                  for k, v in converted.items() if v.shape != own[k].shape]
-    problems = []
-    if mismatched:
-        problems.append(f'shape mismatches ({"; ".join(mismatched[:4])}{" ..." if len(mismatched) > 4 else ""})')
-    if missing:
-        problems.append(f'missing keys ({", ".join(missing[:6])}{" ..." if len(missing) > 6 else ""})')
-    if unexpected:
-        problems.append(f'unexpected keys ({", ".join(unexpected[:6])}{" ..." if len(unexpected) > 6 else ""})')
-    if problems:
-        raise ValueError(f'checkpoint (ViT under prefix {prefix!r}) does not fit a ViT with '
-                         f'{model.embed_dim} dims and {model.depth} blocks: ' + '; '.join(problems))
+    rel_pos = [key for key in own if '.attn.rel_pos_' in key]
+    initialised = check_state_dict(model, converted, f'checkpoint (ViT under prefix {prefix!r})',
+                                   f'a ViT with {model.embed_dim} dims and {model.depth} blocks',
+                                   tuple(rel_pos) + tuple(new_layers))
     return converted, initialised
 
 
-def load_vit_checkpoint(model: ViT, source: Union[str, os.PathLike, Mapping[str, Any]],
-                        prefix: Optional[str] = None, new_layers: Sequence[str] = ()) -> List[str]:
+def load_vit_checkpoint(model: ViT, source: CheckpointSource, prefix: Optional[str] = None,
+                        new_layers: Sequence[str] = ()) -> List[str]:
     """Loads any supported checkpoint into ``model``; returns the keys left at initialisation."""
-    state_dict, initialised = vit_state_dict(resolve_checkpoint(source), model, prefix, new_layers)
+    state_dict, initialised = vit_state_dict(load_checkpoint(source), model, prefix, new_layers)
     model.load_state_dict(state_dict, strict=False)
     return initialised
 
 
-BACKBONE_TARGETS = {
-    # target: (key holding the state dict, prefix of the ViT inside the detector / classifier)
-    'mmdet': ('state_dict', 'backbone.'),
-    'mmseg': ('state_dict', 'backbone.'),
-    'mmpretrain': ('state_dict', 'backbone.'),
-    'detectron2': ('model', 'backbone.net.'),
-    'vit': ('state_dict', ''),
-}
-
-
-def vit_backbone_weights(checkpoint: Mapping[str, Any], keep_neck: bool = False) -> Dict[str, torch.Tensor]:
-    """The ViT weights of any supported checkpoint under plain names (``blocks.0.attn.qkv.weight``).
-
-    Drops heads, decoders and tokens as :func:`vit_state_dict` does, and SAM's neck unless
-    ``keep_neck``; needs no model, so it serves converters that only rewrite files.
-    """
+def vit_backbone_weights(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+    """The ViT weights of any supported checkpoint under plain names (``blocks.0.attn.qkv.weight``),
+    without SAM's neck; needs no model, so it serves converters that only rewrite files."""
     source = extract_state_dict(checkpoint)
     prefix = find_vit_prefix(source)
-    weights = {}
-    for key, value in source.items():
-        if not key.startswith(prefix):
-            continue
-        name = key[len(prefix):]
-        if prefix == '' and not name.startswith(('pos_embed', 'patch_embed.', 'blocks.', 'neck.', 'norm.')):
-            continue
-        if name in DROPPED_KEYS or name.startswith(DROPPED_PREFIXES) or (name.startswith('neck.') and not keep_neck):
-            continue
-        weights[name] = value
-    return weights
+    weights = {key[len(prefix):]: value for key, value in source.items() if key.startswith(prefix)}
+    return {name: value for name, value in weights.items() if not (
+        _dropped(name) or name.startswith('neck.') or (prefix == '' and not name.startswith(VIT_PARTS)))}
 
 
 def to_backbone_checkpoint(checkpoint: Mapping[str, Any], target: str) -> Dict[str, Any]:
@@ -157,8 +125,7 @@ def to_backbone_checkpoint(checkpoint: Mapping[str, Any], target: str) -> Dict[s
     if target not in BACKBONE_TARGETS:
         raise ValueError(f'unknown target {target!r}; expected one of {sorted(BACKBONE_TARGETS)}')
     key, prefix = BACKBONE_TARGETS[target]
-    weights = vit_backbone_weights(checkpoint)
-    return {key: {prefix + name: value for name, value in weights.items()},
+    return {key: {prefix + name: value for name, value in vit_backbone_weights(checkpoint).items()},
             'meta': {'efficientsam_plugins': f'ViT backbone for {target}'}}
 
 
@@ -169,21 +136,42 @@ def to_official_efficientsam(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
     if not prefix.endswith('image_encoder.'):
         raise ValueError(f'not an EfficientSAM checkpoint: its ViT sits under {prefix!r}, not "image_encoder."')
     outer = prefix[:-len('image_encoder.')]
-    model = {key[len(outer):]: value for key, value in source.items()
-             if key.startswith(outer) and key[len(outer):].split('.', 1)[0] in
-             ('image_encoder', 'prompt_encoder', 'mask_decoder')}
-    return {'model': model}
+    return {'model': {key[len(outer):]: value for key, value in source.items()
+                      if key.startswith(outer) and key[len(outer):].split('.', 1)[0] in OFFICIAL_PARTS}}
 
 
-def save_checkpoint_atomic(checkpoint: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
-    """``torch.save`` through a temporary file and a rename: no partial file on failure."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f'{path}.tmp-{os.getpid()}'
-    try:
-        torch.save(dict(checkpoint), tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def config_path_of(checkpoint_path: str) -> str:
+    """Where the architecture of an official-layout checkpoint is written: ``<path>.config.json``."""
+    return os.path.splitext(checkpoint_path)[0] + '.config.json'
+
+
+def save_official_efficientsam(state_dict: Mapping[str, torch.Tensor], path: str,
+                               config: Optional[Union[str, Mapping[str, Any]]] = None) -> str:
+    """Writes ``{"model": state_dict}`` atomically; with ``config`` (a name or dict), also the full
+    architecture as ``<path>.config.json``."""
+    save_checkpoint({'model': {k: v.detach().cpu() for k, v in state_dict.items()}}, path)
+    if config is not None:
+        from ..fileio import atomic_write_json
+        from .efficient_sam import resolve_config
+        atomic_write_json(config_path_of(path), resolve_config(config), indent=2)
+    return path
+
+
+def convert_checkpoint(source: CheckpointSource, output: str, target: str,
+                       config: Optional[Union[str, Mapping[str, Any]]] = None) -> int:
+    """``target``: a key of :data:`BACKBONE_TARGETS` (the ViT only), or ``'official'`` (a whole
+    EfficientSAM in the official layout; with ``config`` loaded back strictly into that
+    architecture first, and its ``.config.json`` written). Returns the number of tensors written."""
+    if os.path.isdir(output):
+        raise IsADirectoryError(f'output path is a folder: {output}; give a file name')
+    checkpoint = load_checkpoint(source)
+    if target != 'official':
+        converted = to_backbone_checkpoint(checkpoint, target)
+        save_checkpoint(converted, output)
+        return len(converted[BACKBONE_TARGETS[target][0]])
+    state_dict = to_official_efficientsam(checkpoint)['model']
+    if config is not None:
+        from .efficient_sam import build_efficient_sam
+        build_efficient_sam(config, {'model': state_dict})
+    save_official_efficientsam(state_dict, output, config)
+    return len(state_dict)

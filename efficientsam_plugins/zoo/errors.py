@@ -1,4 +1,4 @@
-"""The zoo's exceptions: one base class, so callers can catch every zoo failure at once."""
+"""The zoo's exceptions: one base class, so callers (and ``cli.run_tool``) catch them all at once."""
 
 
 class ZooError(Exception):
@@ -6,23 +6,19 @@ class ZooError(Exception):
 
 
 class ManifestError(ZooError, ValueError):
-    """A manifest (built-in, ``EFFICIENTSAM_ZOO_MANIFEST`` or the mirror setting) is invalid."""
+    """A user manifest (``EFFICIENTSAM_ZOO_MANIFEST``) or the mirror setting is invalid."""
 
 
-class UnknownCheckpointError(ZooError, KeyError):
-    """A name that is neither a zoo entry, an existing file, nor a URL."""
-
-    def __str__(self):
-        # KeyError would print the message with quotes around it.
-        return str(self.args[0]) if self.args else ''
+class UnknownCheckpointError(ZooError, LookupError):
+    """Neither a zoo name, an existing file, nor a URL."""
 
 
-class DownloadError(ZooError, RuntimeError):
+class DownloadError(ZooError):
     """No URL of an entry produced a verified file."""
 
 
 class ChecksumError(DownloadError):
-    """A downloaded or cached file does not match the manifest's size or sha256."""
+    """A file does not match the manifest's size or sha256."""
 
 
 class OfflineError(DownloadError):

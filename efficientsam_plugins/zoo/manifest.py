@@ -1,210 +1,161 @@
-"""Named checkpoints the zoo knows: the built-in entries plus a user's own manifest.
+"""The checkpoints the zoo knows: built-in entries, a user's manifest, the mirror setting.
 
-The built-in entries live here, in Python, rather than in a JSON data file because setup.py ships
-no package data: a JSON file would be missing from non-editable installs. A user manifest
-(``EFFICIENTSAM_ZOO_MANIFEST=/path/user.json``) is JSON with the same eight fields, either a list
-of entries or ``{"entries": [...]}``; its entries are added to the built-in ones and replace a
-built-in entry of the same name (to pin it to an in-house copy, say).
-
-``EFFICIENTSAM_ZOO_MIRROR=https://host/dir`` replaces everything up to the last ``/`` of every
-URL, so users behind a firewall can serve all files from one directory of their own.
+Each entry carries its architecture, so that callers derive a model config from a zoo name
+(``get_entry('sam_vit_b').arch.config``) and find the weights of a config
+(``entry_for('efficientsam', 'ti')``) instead of keeping name maps of their own. Built-in entries
+are Python, not JSON, because setup.py ships no package data.
 """
 import json
 import os
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from .errors import ManifestError, UnknownCheckpointError
 
 MANIFEST_ENV = 'EFFICIENTSAM_ZOO_MANIFEST'
 MIRROR_ENV = 'EFFICIENTSAM_ZOO_MIRROR'
-
 URL_SCHEMES = ('http://', 'https://', 'file://')
 
-_SAM_BASE_URL = 'https://dl.fbaipublicfiles.com/segment_anything/'
 
-BUILTIN_ENTRIES: Tuple[Dict[str, Any], ...] = (
-    dict(name='efficientsam_ti', filename='efficient_sam_vitt.pt',
-         urls=['https://github.com/yformer/EfficientSAM/raw/main/weights/efficient_sam_vitt.pt',
-               'https://huggingface.co/merve/EfficientSAM/resolve/main/efficient_sam_vitt.pt'],
-         size=40982470,
-         sha256='dff858b19600a46461cbb7de98f796b23a7a888d9f5e34c0b033f7d6eb9e4e6a',
-         license='Apache-2.0', format='efficientsam',
-         description='EfficientSAM-Ti: ViT-Tiny image encoder, SAMI-pretrained, SA-1B fine-tuned'),
-    dict(name='efficientsam_s', filename='efficient_sam_vits.pt',
-         urls=['https://huggingface.co/yunyangx/EfficientSAM/resolve/main/efficient_sam_vits.pt'],
-         size=105742022,
-         sha256='339376940b92351ae26dd1162e2305a1cc6f5cde735105e91286251abd9a6b65',
-         license='Apache-2.0', format='efficientsam',
-         description='EfficientSAM-S: ViT-Small image encoder, SAMI-pretrained, SA-1B fine-tuned'),
-    dict(name='sam_vit_h', filename='sam_vit_h_4b8939.pth',
-         urls=[_SAM_BASE_URL + 'sam_vit_h_4b8939.pth'],
-         size=2564550879,
-         sha256='a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e',
-         license='Apache-2.0', format='sam',
-         description='Segment Anything ViT-H (the SAMI teacher)'),
-    dict(name='sam_vit_l', filename='sam_vit_l_0b3195.pth',
-         urls=[_SAM_BASE_URL + 'sam_vit_l_0b3195.pth'],
-         size=1249524607,
-         sha256='3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622',
-         license='Apache-2.0', format='sam',
-         description='Segment Anything ViT-L'),
-    dict(name='sam_vit_b', filename='sam_vit_b_01ec64.pth',
-         urls=[_SAM_BASE_URL + 'sam_vit_b_01ec64.pth'],
-         size=375042383,
-         sha256='ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912',
-         license='Apache-2.0', format='sam',
-         description='Segment Anything ViT-B'),
-    dict(name='mobile_sam', filename='mobile_sam.pt',
-         urls=['https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt'],
-         size=40728226,
-         sha256='6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f',
-         license='Apache-2.0', format='mobile_sam',
-         description='MobileSAM: TinyViT image encoder distilled from SAM ViT-H'),
-)
-
-FIELDS = ('name', 'filename', 'urls', 'size', 'sha256', 'license', 'format', 'description')
-
-# Names and file names stay plain so that they can never escape the cache directory.
-_PLAIN_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]*$')
-_SHA256 = re.compile(r'^[0-9a-fA-F]{64}$')
-# The downloader keeps these next to a checkpoint; an entry must not be able to name them.
-RESERVED_SUFFIXES = ('.part', '.lock')
+@dataclass(frozen=True)
+class Arch:
+    """What a checkpoint holds: ``family`` picks the builder, ``config`` (None: unknown) its
+    configuration, as the official builders name them: efficientsam 'ti'/'s', sam 'vit_h'/'vit_l'/
+    'vit_b', mobile_sam 'vit_t'."""
+    family: str
+    config: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One downloadable checkpoint; ``size`` and ``sha256`` are None when unknown (not checked)."""
+    """One checkpoint; a ``size`` or ``sha256`` of None is not checked, ``arch`` is None only for
+    URLs outside the zoo."""
     name: str
     filename: str
     urls: Tuple[str, ...]
     size: Optional[int]
     sha256: Optional[str]
-    license: str
-    format: str
-    description: str
+    arch: Optional[Arch]
+    license: str = ''
+    description: str = ''
+
+    @property
+    def format(self) -> str:
+        """The checkpoint's layout, which is its architecture family."""
+        return self.arch.family if self.arch else 'unknown'
+
+
+_SAM_URL = 'https://dl.fbaipublicfiles.com/segment_anything/'
+BUILTIN_ENTRIES = (
+    Entry('efficientsam_ti', 'efficient_sam_vitt.pt',
+          ('https://github.com/yformer/EfficientSAM/raw/main/weights/efficient_sam_vitt.pt',
+           'https://huggingface.co/merve/EfficientSAM/resolve/main/efficient_sam_vitt.pt'),
+          40982470, 'dff858b19600a46461cbb7de98f796b23a7a888d9f5e34c0b033f7d6eb9e4e6a',
+          Arch('efficientsam', 'ti'), 'Apache-2.0',
+          'EfficientSAM-Ti: ViT-Tiny image encoder, SAMI-pretrained, SA-1B fine-tuned'),
+    Entry('efficientsam_s', 'efficient_sam_vits.pt',
+          ('https://huggingface.co/yunyangx/EfficientSAM/resolve/main/efficient_sam_vits.pt',),
+          105742022, '339376940b92351ae26dd1162e2305a1cc6f5cde735105e91286251abd9a6b65',
+          Arch('efficientsam', 's'), 'Apache-2.0',
+          'EfficientSAM-S: ViT-Small image encoder, SAMI-pretrained, SA-1B fine-tuned'),
+    Entry('sam_vit_h', 'sam_vit_h_4b8939.pth', (_SAM_URL + 'sam_vit_h_4b8939.pth',),
+          2564550879, 'a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e',
+          Arch('sam', 'vit_h'), 'Apache-2.0', 'Segment Anything ViT-H (the SAMI teacher)'),
+    Entry('sam_vit_l', 'sam_vit_l_0b3195.pth', (_SAM_URL + 'sam_vit_l_0b3195.pth',),
+          1249524607, '3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622',
+          Arch('sam', 'vit_l'), 'Apache-2.0', 'Segment Anything ViT-L'),
+    Entry('sam_vit_b', 'sam_vit_b_01ec64.pth', (_SAM_URL + 'sam_vit_b_01ec64.pth',),
+          375042383, 'ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912',
+          Arch('sam', 'vit_b'), 'Apache-2.0', 'Segment Anything ViT-B'),
+    Entry('mobile_sam', 'mobile_sam.pt',
+          ('https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt',),
+          40728226, '6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f',
+          Arch('mobile_sam', 'vit_t'), 'Apache-2.0',
+          'MobileSAM: TinyViT image encoder distilled from SAM ViT-H'),
+)
+
+FIELDS = ('name', 'filename', 'urls', 'size', 'sha256', 'arch', 'license', 'description')
+_PLAIN = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')  # so that no name escapes the cache directory
 
 
 def list_entries() -> List[Entry]:
-    """Every entry, built-in first, with the user manifest and the mirror setting applied.
-
-    Read afresh on each call, so changes to the environment take effect at once.
-    """
-    entries = {}
-    for index, raw in enumerate(BUILTIN_ENTRIES):
-        entry = entry_from_dict(raw, 'built-in manifest', index)
-        entries[entry.name] = entry
-    user_manifest = os.environ.get(MANIFEST_ENV)
-    if user_manifest:
-        for entry in load_manifest_file(user_manifest):
-            entries[entry.name] = entry
-    mirror = _mirror_base()
-    if mirror:
-        entries = {name: replace(entry, urls=mirrored_urls(entry.urls, mirror))
-                   for name, entry in entries.items()}
+    """Every entry, built-in first; read afresh so that changes to the environment apply at once."""
+    entries = {entry.name: entry for entry in BUILTIN_ENTRIES}
+    if os.environ.get(MANIFEST_ENV):
+        entries.update((entry.name, entry) for entry in _user_entries(os.environ[MANIFEST_ENV]))
+    mirror = os.environ.get(MIRROR_ENV, '').strip().rstrip('/')
+    if mirror:  # the same file names, all served from one directory
+        if not mirror.startswith(URL_SCHEMES):
+            raise ManifestError(f'{MIRROR_ENV}={mirror!r}: expected a base URL '
+                                f'({", ".join(URL_SCHEMES)})')
+        entries = {name: replace(entry, urls=tuple(dict.fromkeys(
+            f'{mirror}/{url.rsplit("/", 1)[-1]}' for url in entry.urls)))
+            for name, entry in entries.items()}
     return list(entries.values())
 
 
 def get_entry(name: str) -> Entry:
-    """The entry called ``name``; the error lists the known names."""
+    """The entry called ``name`` (or ``zoo://name``); the error lists the known names."""
+    entries = {entry.name: entry for entry in list_entries()}
+    name = name[len('zoo://'):] if name.startswith('zoo://') else name
+    if name not in entries:
+        raise UnknownCheckpointError(f'unknown checkpoint {name!r}; the zoo knows: '
+                                     f'{", ".join(entries)} (add yours with {MANIFEST_ENV}=file.json)')
+    return entries[name]
+
+
+def entry_for(family: str, config: str) -> Entry:
+    """The first entry (built-in ones come first) holding architecture ``family``/``config``."""
     for entry in list_entries():
-        if entry.name == name:
+        if entry.arch == Arch(family, config):
             return entry
-    known = ', '.join(entry.name for entry in list_entries())
-    raise UnknownCheckpointError(f'unknown checkpoint {name!r}; the zoo knows: {known} '
-                                 f'(add your own with {MANIFEST_ENV}=/path/manifest.json)')
+    raise UnknownCheckpointError(f'the zoo has no {family} {config!r} checkpoint')
 
 
-def load_manifest_file(path: str) -> List[Entry]:
-    """Entries of a user manifest file, validated; errors name the file, the entry and the field."""
+def _user_entries(path: str) -> List[Entry]:
     try:
         with open(path, encoding='utf-8') as stream:
             data = json.load(stream)
-    except FileNotFoundError:
-        raise ManifestError(f'{path}: manifest file not found (set by {MANIFEST_ENV})') from None
-    except json.JSONDecodeError as err:
-        raise ManifestError(f'{path}: not valid JSON: {err}') from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ManifestError(f'{path}: cannot read manifest: {err}') from None
-    if isinstance(data, Mapping) and set(data) <= {'version', 'entries'}:
-        data = data.get('entries')
-    if not isinstance(data, list):
-        raise ManifestError(f'{path}: expected a JSON list of entries or an object '
-                            f'{{"entries": [...]}}, got {type(data).__name__}')
-    entries = [entry_from_dict(raw, path, index) for index, raw in enumerate(data)]
-    seen = set()
-    for entry in entries:
-        if entry.name in seen:
-            raise ManifestError(f'{path}: entry name {entry.name!r} appears more than once')
-        seen.add(entry.name)
-    return entries
+    except (OSError, ValueError) as err:  # ValueError: bad JSON or encoding
+        raise ManifestError(f'{path} (set by {MANIFEST_ENV}): cannot read it: {err}') from None
+    entries = data.get('entries') if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise ManifestError(f'{path}: expected a JSON list of entries or {{"entries": [...]}}')
+    return [_parse(raw, f'{path}: entry #{index}') for index, raw in enumerate(entries)]
 
 
-def entry_from_dict(raw: Any, source: str, index: int) -> Entry:
-    """An :class:`Entry` from one manifest record, or a ManifestError naming source and field."""
-    if not isinstance(raw, Mapping):
-        raise ManifestError(f'{source}: entry #{index} must be a JSON object, '
-                            f'got {type(raw).__name__}')
-    label = f'entry #{index}' + (f' ({raw["name"]!r})' if isinstance(raw.get('name'), str) else '')
+def _parse(raw, where: str) -> Entry:
+    """An :class:`Entry` from a JSON record; the error names the file, the entry and the field."""
+    if not isinstance(raw, dict):
+        raise ManifestError(f'{where}: expected a JSON object, got {raw!r}')
+    raw = dict(raw)
 
-    def bad(field, problem):
-        return ManifestError(f'{source}: {label}: field {field!r}: {problem}')
+    def require(field, ok, expected):
+        if not ok:
+            got = repr(raw[field]) if field in raw else 'nothing'
+            raise ManifestError(f'{where} ({raw.get("name")!r}): field {field!r}: expected '
+                                f'{expected}, got {got}')
 
-    unknown = sorted(set(raw) - set(FIELDS))
-    if unknown:
-        raise bad(unknown[0], f'unknown field (the fields are: {", ".join(FIELDS)})')
-    for field in FIELDS:
-        if field not in raw:
-            raise bad(field, 'missing (size and sha256 may be null, but must be present)')
-
+    if 'format' in raw:  # the older spelling of an arch without a config
+        require('format', 'arch' not in raw, 'no "format" beside "arch"')
+        raw['arch'] = {'family': raw.pop('format')}
+    for field in sorted(set(raw) - set(FIELDS)):
+        require(field, False, f'one of the fields {", ".join(FIELDS)}')
     for field in ('name', 'filename'):
-        value = raw[field]
-        if not isinstance(value, str) or not _PLAIN_NAME.match(value):
-            raise bad(field, f'expected a plain name of letters, digits and "_.+-" '
-                             f'(no slashes, not starting with a dot), got {value!r}')
-    if raw['filename'].endswith(RESERVED_SUFFIXES):
-        raise bad('filename', f'must not end with {" or ".join(RESERVED_SUFFIXES)}')
-
-    urls = raw['urls']
-    if not isinstance(urls, list) or not urls:
-        raise bad('urls', f'expected a non-empty list of URLs, got {urls!r}')
-    for url in urls:
-        if not isinstance(url, str) or not url.startswith(URL_SCHEMES) or url.endswith('/'):
-            raise bad('urls', f'expected {", ".join(URL_SCHEMES)} URLs of a file, got {url!r}')
-
-    size = raw['size']
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-        raise bad('size', f'expected a positive number of bytes or null, got {size!r}')
-
-    sha256 = raw['sha256']
-    if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.match(sha256)):
-        raise bad('sha256', f'expected 64 hex digits or null, got {sha256!r}')
-
-    for field in ('license', 'format', 'description'):
-        if not isinstance(raw[field], str):
-            raise bad(field, f'expected a string, got {raw[field]!r}')
-    if not raw['format']:
-        raise bad('format', 'must not be empty (e.g. "efficientsam", "sam", "mobile_sam")')
-
-    return Entry(name=raw['name'], filename=raw['filename'], urls=tuple(urls), size=size,
-                 sha256=sha256.lower() if sha256 else None, license=raw['license'],
-                 format=raw['format'], description=raw['description'])
-
-
-def mirrored_urls(urls: Tuple[str, ...], mirror: str) -> Tuple[str, ...]:
-    """``urls`` with everything up to the last '/' replaced by ``mirror`` (duplicates dropped)."""
-    rewritten = []
-    for url in urls:
-        candidate = mirror.rstrip('/') + '/' + url.rsplit('/', 1)[-1]
-        if candidate not in rewritten:
-            rewritten.append(candidate)
-    return tuple(rewritten)
-
-
-def _mirror_base() -> Optional[str]:
-    mirror = os.environ.get(MIRROR_ENV, '').strip()
-    if mirror and not mirror.startswith(URL_SCHEMES):
-        raise ManifestError(f'{MIRROR_ENV}={mirror!r}: expected a base URL starting with '
-                            f'{", ".join(URL_SCHEMES)}')
-    return mirror or None
+        require(field, isinstance(raw.get(field), str) and _PLAIN.fullmatch(raw[field]),
+                'a plain name of letters, digits and "_.+-"')
+    urls, size, sha256, arch = (raw.get(field) for field in ('urls', 'size', 'sha256', 'arch'))
+    require('urls', isinstance(urls, list) and urls and all(
+        isinstance(url, str) and url.startswith(URL_SCHEMES) for url in urls),
+        f'a non-empty list of {", ".join(URL_SCHEMES)} URLs')
+    require('size', size is None or (type(size) is int and size > 0), 'a positive number of bytes')
+    require('sha256', sha256 is None or (isinstance(sha256, str) and re.fullmatch('[0-9a-fA-F]{64}', sha256)),
+            '64 hex digits')
+    require('arch', isinstance(arch, dict) and set(arch) <= {'family', 'config'}
+            and isinstance(arch.get('family'), str) and arch['family']
+            and isinstance(arch.get('config') or '', str),
+            '{"family": "efficientsam", "config": "ti"} (or the older "format": "efficientsam")')
+    return Entry(raw['name'], raw['filename'], tuple(urls), size, sha256 and sha256.lower(),
+                 Arch(arch['family'], arch.get('config')), str(raw.get('license', '')),
+                 str(raw.get('description', '')))

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointSource, extract_state_dict, load_state_dict_strict, resolve_checkpoint
+from ..checkpoint import CheckpointSource, extract_state_dict, load_checkpoint, load_state_dict_strict
 from ..vit import ViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import LABEL_PADDING, PromptEncoder
@@ -167,7 +167,7 @@ def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
     """Builds EfficientSAM and, given a checkpoint, loads it strictly.
 
     ``checkpoint`` is a path, a URL, ``zoo://efficientsam_ti`` (downloaded and verified) or an
-    already-loaded ``{"model": state_dict}``.
+    already-loaded ``{"model": state_dict}``, see :func:`~efficientsam_plugins.models.checkpoint.load_checkpoint`.
 
     Returned in eval mode, like the official builders.
     """
@@ -190,7 +190,6 @@ def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
             iou_head_hidden_dim=cfg['iou_head_hidden_dim'],
             upscaling_layer_dims=list(cfg['upscaling'])))
     if checkpoint is not None:
-        what = checkpoint if isinstance(checkpoint, (str, bytes)) else 'checkpoint'
-        state_dict = extract_state_dict(resolve_checkpoint(checkpoint))
-        load_state_dict_strict(model, state_dict, f'EfficientSAM checkpoint {what}')
+        what = 'checkpoint' if isinstance(checkpoint, Mapping) else f'checkpoint {checkpoint}'
+        load_state_dict_strict(model, extract_state_dict(load_checkpoint(checkpoint)), f'EfficientSAM {what}')
     return model.eval()

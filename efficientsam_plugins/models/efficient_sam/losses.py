@@ -10,18 +10,13 @@ from typing import Dict
 
 import torch
 import torch.nn.functional as F
+import torchvision
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
                        gamma: float = 2.0) -> torch.Tensor:
-    """Focal loss averaged over the pixels of each mask: ``[..., H, W]`` -> ``[...]``."""
-    prob = logits.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
-    p_t = prob * targets + (1 - prob) * (1 - targets)
-    loss = ce * (1 - p_t) ** gamma
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return loss.flatten(-2).mean(-1)
+    """torchvision's focal loss averaged over the pixels of each mask: ``[..., H, W]`` -> ``[...]``."""
+    return torchvision.ops.sigmoid_focal_loss(logits, targets, alpha, gamma).flatten(-2).mean(-1)
 
 
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

@@ -1,10 +1,10 @@
 """EfficientSAM's mask decoder: two-way transformer, upscaling and hypernetwork mask heads."""
-from typing import List, Sequence, Tuple, Type
+from typing import Sequence, Tuple, Type
 
 import torch
 import torch.nn as nn
 
-from .transformer import MLPBlock, TwoWayTransformer
+from ..transformer import MLPBlock, TwoWayTransformer, hypernetwork_masks
 
 
 class MaskDecoder(nn.Module):
@@ -62,17 +62,11 @@ class MaskDecoder(nn.Module):
         tokens = torch.cat([output_tokens.expand(b, nq, -1, -1), sparse_prompt_embeddings], dim=2)
         hs, src = self.transformer(image_embeddings, image_pe, tokens, output_tokens.shape[0])
         iou_pred = self.iou_prediction_head(hs[:, :, 0]).flatten(0, 1)
-        if multimask_output and self.num_multimask_outputs > 1:
-            selected = range(1, self.num_mask_tokens)
-        else:
-            selected = range(0, 1)
+        selected = slice(1, None) if multimask_output and self.num_multimask_outputs > 1 else slice(0, 1)
         mask_tokens = hs[:, :, 1:1 + self.num_mask_tokens].flatten(0, 1)
         h, w = image_embeddings.shape[-2:]
         upscaled = src.flatten(0, 1).transpose(1, 2).reshape(b * nq, self.transformer_dim, h, w)
         for layer in self.final_output_upscaling_layers:
             upscaled = layer(upscaled)
-        hyper_in: List[torch.Tensor] = [self.output_hypernetworks_mlps[i](mask_tokens[:, i])
-                                        for i in selected]
-        n, c, uh, uw = upscaled.shape
-        masks = (torch.stack(hyper_in, dim=1) @ upscaled.view(n, c, uh * uw)).view(n, -1, uh, uw)
-        return masks, iou_pred[:, selected.start:selected.stop]
+        masks = hypernetwork_masks(self.output_hypernetworks_mlps[selected], mask_tokens[:, selected], upscaled)
+        return masks, iou_pred[:, selected]

@@ -10,7 +10,7 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 
-LABEL_PADDING, LABEL_POINT, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = -1, 1, 2, 3
+from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, LABEL_POINT
 
 
 class PositionEmbeddingRandom(nn.Module):

@@ -20,7 +20,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, LABEL_POINT
+from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, LABEL_POINT
 
 REFERENCE_IMG_SIZE = 1024
 
@@ -68,12 +68,8 @@ def jitter_boxes(boxes: torch.Tensor, img_size: int, std_fraction: float = 0.1,
         max_shift = 20.0 * img_size / REFERENCE_IMG_SIZE
     sides = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1).repeat(1, 2)
     noise = torch.randn(boxes.shape, device=boxes.device, generator=generator) * std_fraction * sides
-    jittered = (boxes + noise.clamp(-max_shift, max_shift)).clamp(0, img_size)
-    x1 = torch.minimum(jittered[:, 0], jittered[:, 2])
-    x2 = torch.maximum(jittered[:, 0], jittered[:, 2])
-    y1 = torch.minimum(jittered[:, 1], jittered[:, 3])
-    y2 = torch.maximum(jittered[:, 1], jittered[:, 3])
-    return torch.stack([x1, y1, x2, y2], 1)
+    corners = (boxes + noise.clamp(-max_shift, max_shift)).clamp(0, img_size).view(-1, 2, 2)
+    return torch.cat([corners.amin(1), corners.amax(1)], 1)
 
 
 def sample_prompts(masks: torch.Tensor, img_size: int, box_probability: float = 0.5,

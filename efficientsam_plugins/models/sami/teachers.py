@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import extract_state_dict, load_state_dict_strict, read_checkpoint
+from ..checkpoint import checkpoint_path, extract_state_dict, load_checkpoint, load_state_dict_strict
 from ..vit import ViT, resize_abs_pos
 from .views import resize_to_grid
 
@@ -41,29 +41,21 @@ EFFICIENTSAM_FILES = {'ti': ('efficientsam_ti', 'efficient_sam_vitt.pt'),
                       's': ('efficientsam_s', 'efficient_sam_vits.pt')}
 
 
-def resolve_checkpoint(checkpoint: Union[str, os.PathLike], what: str, expected: str,
-                       zoo_name: Optional[str]) -> str:
-    """A local file for ``checkpoint`` (a path or a zoo name); the error names the expected file."""
-    from ...zoo import ZooError, get_checkpoint
+def teacher_checkpoint(checkpoint: Optional[Union[str, os.PathLike]], what: str, expected: str,
+                       zoo_name: Optional[str]) -> Optional[str]:
+    """The local file of a teacher's checkpoint (a path or a zoo name), found before the encoder
+    is built; a missing file's error names the official file the teacher expects."""
     try:
-        return get_checkpoint(checkpoint)
-    except (ZooError, OSError) as err:
+        return None if checkpoint is None else checkpoint_path(checkpoint)
+    except FileNotFoundError as err:
         how = f'`python tools/zoo.py download {zoo_name}` fetches it, or ' if zoo_name else ''
-        raise FileNotFoundError(
-            f'{what} checkpoint {os.fspath(checkpoint)!r} not found; expected the official file '
-            f'{expected} ({how}pass its path as checkpoint=...). Details: {err}') from err
+        raise FileNotFoundError(f'{what} teacher: {err}; expected the official file {expected} '
+                                f'({how}pass its path as checkpoint=...)') from err
 
 
-def load_image_encoder(module: nn.Module, path: str, what: str, expected: str) -> None:
+def load_image_encoder(module: nn.Module, path: str, what: str) -> None:
     """Loads the ``image_encoder.*`` entries of a SAM/EfficientSAM checkpoint strictly."""
-    state_dict = extract_state_dict(read_checkpoint(path))
-    prefix = 'image_encoder.'
-    encoder_sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    if not encoder_sd:
-        sample = ', '.join(sorted(state_dict)[:5])
-        raise ValueError(f'{path} has no "{prefix}*" keys, so it is not a {what} checkpoint '
-                         f'(expected {expected}); its keys start with: {sample}')
-    load_state_dict_strict(module, encoder_sd, f'{what} checkpoint {path} (expected {expected})')
+    load_state_dict_strict(module, extract_state_dict(load_checkpoint(path), 'image_encoder.', what), what)
 
 
 class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
@@ -160,9 +152,7 @@ class SAMTeacher(FrozenTeacher):
                     **arch}
             self.arch_name = 'custom'
         self.spec = spec
-        what = f'SAM {self.arch_name}'
-        path = (resolve_checkpoint(checkpoint, f'{what} teacher', spec['filename'], spec['zoo_name'])
-                if checkpoint is not None else None)
+        self.checkpoint = teacher_checkpoint(checkpoint, f'SAM {self.arch_name}', spec['filename'], spec['zoo_name'])
         self.encoder = ImageEncoderViT(
             img_size=spec['img_size'], patch_size=spec['patch_size'], embed_dim=spec['embed_dim'],
             depth=spec['depth'], num_heads=spec['num_heads'], mlp_ratio=spec['mlp_ratio'],
@@ -172,9 +162,9 @@ class SAMTeacher(FrozenTeacher):
             global_attn_indexes=tuple(spec['global_attn_indexes']))
         self.patch_size = spec['patch_size']
         self.out_channels = spec['out_chans'] if layer == 'neck' else spec['embed_dim']
-        if path is not None:
-            load_image_encoder(self.encoder, path, what, spec['filename'])
-        self.checkpoint = path
+        if self.checkpoint is not None:
+            load_image_encoder(self.encoder, self.checkpoint,
+                               f'SAM {self.arch_name} checkpoint {self.checkpoint} (expected {spec["filename"]})')
         self.freeze()
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -228,14 +218,12 @@ class EfficientSAMTeacher(EncoderTeacher):
         cfg = resolve_config(arch)
         arch_name = {192: 'ti', 384: 's'}.get(cfg['embed_dim'], 'custom')
         zoo_name, filename = EFFICIENTSAM_FILES.get(arch_name, (None, 'an EfficientSAM checkpoint'))
-        what = f'EfficientSAM {arch_name}'
-        path = (resolve_checkpoint(checkpoint, f'{what} teacher', filename, zoo_name)
-                if checkpoint is not None else None)
+        path = teacher_checkpoint(checkpoint, f'EfficientSAM {arch_name}', filename, zoo_name)
         encoder = ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
                       img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
                       neck_dims=list(cfg['neck_dims']))
         if path is not None:
-            load_image_encoder(encoder, path, what, filename)
+            load_image_encoder(encoder, path, f'EfficientSAM {arch_name} checkpoint {path} (expected {filename})')
         super().__init__(encoder, resolution, layer)
         self.arch_name = arch_name
         self.checkpoint = path

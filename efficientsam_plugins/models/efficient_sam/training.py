@@ -1,0 +1,66 @@
+"""SAM's training round as a plain function (pure torch): prompts sampled from the ground truth,
+``num_iterative_clicks`` extra rounds each adding a click in the missed region, the best-of-3 loss of
+every round averaged. The model enters only through ``decode``, so EfficientSAM (image embedded
+once, :func:`efficient_sam_decoder`) and SqueezeSAM (whole network per query) share it.
+"""
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from .efficient_sam import EfficientSam
+from .losses import sam_loss
+from .prompt_sampling import sample_error_clicks, sample_prompts
+
+# (per-image points [Q_b, N, 2] in input pixels, per-image labels [Q_b, N]) ->
+# (multimask logits [sum Q_b, M, h, w], iou predictions [sum Q_b, M]), images concatenated in order.
+Decoder = Callable[[List[torch.Tensor], List[torch.Tensor]], Tuple[torch.Tensor, torch.Tensor]]
+
+LOSS_WEIGHTS = dict(focal=20.0, dice=1.0, iou=1.0)  # SAM's focal : dice = 20 : 1, plus the IoU MSE
+
+
+def efficient_sam_decoder(model: EfficientSam, images: torch.Tensor) -> Decoder:
+    """``decode`` of :func:`training_round` for EfficientSAM: ``images`` ``[B, 3, S, S]`` at the
+    model's input size are embedded once; each image's queries are decoded against its embedding."""
+    embeddings = model.get_image_embeddings(images)
+    size = model.img_size
+
+    def decode(points: List[torch.Tensor], labels: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        outputs = [model.predict_masks(embeddings[b:b + 1], points[b][None], labels[b][None], True, size, size)
+                   for b in range(len(points))]
+        return torch.cat([logits[0] for logits, _ in outputs]), torch.cat([iou[0] for _, iou in outputs])
+    return decode
+
+
+def training_round(decode: Decoder, masks: Sequence[torch.Tensor], img_size: int,
+                   box_probability: float = 0.5, num_iterative_clicks: int = 0,
+                   loss_weights: Mapping[str, float] = LOSS_WEIGHTS, mask_threshold: float = 0.0,
+                   generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+    """The :func:`sam_loss` terms of one training step, averaged over its rounds.
+
+    ``masks``: per image, bool ground truth ``[Q_b, h, w]`` at the decoder's output resolution;
+    ``img_size``: the model's square input (prompts are in its pixels); ``loss_weights``: ``focal``,
+    ``dice`` and ``iou``.
+    """
+    prompts = [sample_prompts(m, img_size, box_probability, generator) for m in masks]
+    points, labels = [p[0] for p in prompts], [p[1] for p in prompts]
+    targets = torch.cat(list(masks))
+    totals: Dict[str, torch.Tensor] = {}
+    rounds = num_iterative_clicks + 1
+    for round_ in range(rounds):
+        logits, iou = decode(points, labels)
+        if logits.shape[-2:] != targets.shape[-2:]:
+            raise ValueError(f'ground-truth masks are {tuple(targets.shape[-2:])} but the decoder '
+                             f'outputs {tuple(logits.shape[-2:])}: set the dataset\'s mask_size to '
+                             f'{logits.shape[-1]}')
+        losses = sam_loss(logits, iou, targets, loss_weights['focal'], loss_weights['dice'], loss_weights['iou'])
+        for key, value in losses.items():
+            totals[key] = totals.get(key, 0) + value / rounds
+        if round_ + 1 < rounds:
+            with torch.no_grad():
+                best = iou.argmax(1)
+                predictions = logits[torch.arange(best.numel()), best] >= mask_threshold
+            for b, predicted in enumerate(predictions.split([len(m) for m in masks])):
+                new_points, new_labels = sample_error_clicks(predicted, masks[b], img_size, generator)
+                points[b] = torch.cat([points[b], new_points], 1)
+                labels[b] = torch.cat([labels[b], new_labels], 1)
+    return totals

@@ -1,0 +1,219 @@
+"""The one predictor interface (:class:`Predictor`) behind which every model runs.
+
+Prompts are parsed and validated here, once, so every backend (EfficientSAM, SqueezeSAM, an
+onnxruntime session) refuses bad input with the same message; queries are decoded in chunks and
+upsampled here. Backends decide what they keep between :meth:`Predictor._set_image` and
+:meth:`Predictor._decode` (EfficientSAM an image embedding, SqueezeSAM, which fuses the prompts into
+its input, the image), so the interface exposes no image embedding.
+"""
+from abc import ABC, abstractmethod
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ArrayLike = Union[np.ndarray, torch.Tensor, list, tuple]
+
+# The labels a backend receives (SAM's convention): 1 point, 2/3 box corners, -1 padding.
+LABEL_PADDING, LABEL_POINT, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = -1, 1, 2, 3
+
+
+def image_to_tensor(image) -> torch.Tensor:
+    """An RGB image as float ``[3, H, W]`` in [0, 1].
+
+    Accepts an ``HxWx3`` uint8 array, a PIL image, or a tensor: uint8 ``[H, W, 3]`` /
+    ``[3, H, W]``, or float ``[3, H, W]`` already in [0, 1].
+    """
+    if hasattr(image, 'convert') and hasattr(image, 'size'):  # PIL.Image without importing PIL
+        image = np.asarray(image.convert('RGB'))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f'numpy images must be uint8 HxWx3, got dtype {image.dtype}')
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f'numpy images must be HxWx3 (RGB), got shape {image.shape}')
+        return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+    if not isinstance(image, torch.Tensor):
+        raise ValueError(f'unsupported image type {type(image).__name__}; use a uint8 HxWx3 '
+                         f'array, a PIL image or a tensor')
+    if image.ndim != 3:
+        raise ValueError(f'image tensors must have 3 dims, got shape {tuple(image.shape)}')
+    if image.dtype == torch.uint8:
+        if image.shape[-1] == 3:
+            image = image.permute(2, 0, 1)
+        if image.shape[0] != 3:
+            raise ValueError(f'uint8 image tensors must be [H, W, 3] or [3, H, W], got {tuple(image.shape)}')
+        return image.float() / 255
+    if not image.is_floating_point():
+        raise ValueError(f'image tensors must be uint8 or float, got {image.dtype}')
+    if image.shape[0] != 3:
+        raise ValueError(f'float image tensors must be [3, H, W] in [0, 1], got {tuple(image.shape)}')
+    if image.numel() and (image.min() < 0 or image.max() > 1):
+        raise ValueError('float image tensors must hold values in [0, 1]')
+    return image.float()
+
+
+def _as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
+    """``value`` as a float tensor; a ValueError naming ``name`` where numpy or torch would raise
+    errors that do not say which argument was wrong (strings, ragged lists, objects)."""
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    else:
+        try:
+            array = np.asarray(value)
+        except ValueError as err:
+            raise ValueError(f'{name} must be a rectangular array of numbers, got {value!r:.100}') from err
+        if array.dtype.kind not in 'iuf':
+            raise ValueError(f'{name} must hold numbers, got {value!r:.100} (dtype {array.dtype})')
+        tensor = torch.from_numpy(array.astype(np.float64))
+    if not (tensor.is_floating_point() or tensor.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
+        raise ValueError(f'{name} must be numeric, got {tensor.dtype}')
+    if not torch.isfinite(tensor.float()).all():
+        raise ValueError(f'{name} contains NaN or infinite values')
+    return tensor.float()
+
+
+class Predictor(ABC):
+    """SAM-style predictor: :meth:`set_image` once, then :meth:`predict` any number of prompts.
+
+    Backends implement :meth:`_set_image` and :meth:`_decode` and may set ``model_name``,
+    ``max_points_per_query`` (None: no limit), ``mask_threshold``, ``device`` (of :meth:`_decode`'s
+    inputs) or override :meth:`upsample`.
+    """
+
+    model_name = 'model'
+    max_points_per_query: Optional[int] = None
+    mask_threshold = 0.0
+    device = torch.device('cpu')
+
+    def __init__(self, max_queries_per_batch: int = 64) -> None:
+        self.max_queries_per_batch = max_queries_per_batch
+        self.original_size: Optional[Tuple[int, int]] = None
+
+    @abstractmethod
+    def _set_image(self, image: torch.Tensor) -> None:
+        """Prepares float ``[3, H, W]`` RGB in [0, 1] (on the CPU) for the queries that follow."""
+
+    @abstractmethod
+    def _decode(self, points: torch.Tensor, labels: torch.Tensor,
+                multimask_output: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Validated ``[Q, N, 2]`` (x, y) pixels of the original image and ``[Q, N]`` labels (1 point,
+        2/3 box corners) on :attr:`device` to ``(low-res logits [Q, M, h, w], iou [Q, M])``."""
+
+    def upsample(self, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """Logits ``[Q, M, h, w]`` at the original image size (bicubic, as the official models)."""
+        return F.interpolate(low_res_logits, self.original_size, mode='bicubic')
+
+    def reset_image(self) -> None:
+        self.original_size = None
+
+    @torch.no_grad()
+    def set_image(self, image) -> None:
+        """Prepares ``image`` (see :func:`image_to_tensor`) for the queries that follow."""
+        tensor = image_to_tensor(image)
+        if tensor.shape[1] == 0 or tensor.shape[2] == 0:
+            raise ValueError(f'image is empty: shape {tuple(tensor.shape)}')
+        self._set_image(tensor)
+        self.original_size = (tensor.shape[1], tensor.shape[2])
+
+    def _prompts(self, points, point_labels, boxes) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Validated prompts as ``[Q, N, 2]`` points (box corners first) and ``[Q, N]`` labels."""
+        if points is None and point_labels is not None:
+            raise ValueError('point_labels given without points')
+        parts = []  # (coordinates [Q, n, 2], labels [Q, n])
+        if boxes is not None:
+            bxs = _as_tensor(boxes, 'boxes')
+            bxs = bxs[None] if bxs.ndim == 1 else bxs
+            if bxs.ndim != 2 or bxs.shape[-1] != 4 or bxs.shape[0] == 0:
+                raise ValueError(f'boxes must be [4] or [Q, 4] (x1, y1, x2, y2), got {tuple(bxs.shape)}')
+            if ((bxs[:, 2] < bxs[:, 0]) | (bxs[:, 3] < bxs[:, 1])).any():
+                raise ValueError('boxes must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1')
+            corners = self._check_inside(bxs.view(-1, 2, 2), 'boxes')
+            corner_labels = torch.tensor([float(LABEL_BOX_TOP_LEFT), float(LABEL_BOX_BOTTOM_RIGHT)])
+            parts.append((corners, corner_labels.expand(len(corners), 2)))
+        if points is not None:
+            pts = _as_tensor(points, 'points')
+            pts = pts[None] if pts.ndim == 2 else pts
+            if pts.ndim != 3 or pts.shape[-1] != 2 or pts.shape[1] == 0:
+                raise ValueError(f'points must be [N, 2] or [Q, N, 2] with N >= 1, got {tuple(pts.shape)}')
+            lbl = torch.full(pts.shape[:2], float(LABEL_POINT))
+            if point_labels is not None:
+                lbl = _as_tensor(point_labels, 'point_labels')
+                lbl = lbl[None] if lbl.ndim == 1 else lbl
+                if lbl.shape != pts.shape[:2]:
+                    raise ValueError(f'point_labels must be {tuple(pts.shape[:2])} to match points, '
+                                     f'got {tuple(lbl.shape)}')
+                bad = sorted(set(lbl.unique().tolist()) - {float(LABEL_POINT)})
+                if bad:
+                    raise ValueError(f'point labels {bad} are not supported: the released {self.model_name} '
+                                     f'weights know only positive points (label 1); negative or '
+                                     f'background points (0/-1) are not supported, and boxes go in `boxes`')
+            if boxes is not None and len(pts) != len(corners):
+                raise ValueError(f'{len(corners)} boxes but {len(pts)} point sets: give one point set per box')
+            parts.append((self._check_inside(pts, 'points'), lbl))
+        if not parts:
+            raise ValueError('no prompt given: pass points and/or boxes')
+        prompts, labels = torch.cat([c for c, _ in parts], dim=1), torch.cat([lbl for _, lbl in parts], dim=1)
+        limit = self.max_points_per_query
+        if limit is not None and prompts.shape[1] > limit:
+            raise ValueError(f'{prompts.shape[1]} prompt points per query (a box counts as 2) but the '
+                             f'model takes at most {limit}; nothing is truncated, split the prompt')
+        return prompts, labels
+
+    def _check_inside(self, coords: torch.Tensor, name: str) -> torch.Tensor:
+        h, w = self.original_size
+        outside = (coords[..., 0] < 0) | (coords[..., 0] > w) | (coords[..., 1] < 0) | (coords[..., 1] > h)
+        if outside.any():
+            first = coords[outside][0].tolist()
+            raise ValueError(f'{name} has {int(outside.sum())} coordinates outside the {w}x{h} image '
+                             f'(x in [0, {w}], y in [0, {h}]), e.g. {first}')
+        return coords
+
+    @torch.no_grad()
+    def predict_torch(self, points: Optional[ArrayLike] = None, point_labels: Optional[ArrayLike] = None,
+                      boxes: Optional[ArrayLike] = None, multimask_output: bool = True,
+                      return_logits: bool = False,
+                      best_only: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like :meth:`predict`, returning tensors on :attr:`device`."""
+        if self.original_size is None:
+            raise RuntimeError('call set_image(image) before predict()')
+        prompts, labels = self._prompts(points, point_labels, boxes)
+        masks, scores, low_res = [], [], []
+        for start in range(0, prompts.shape[0], self.max_queries_per_batch):
+            chunk = slice(start, start + self.max_queries_per_batch)
+            logits, iou = self._decode(prompts[chunk].to(self.device), labels[chunk].to(self.device),
+                                       multimask_output)
+            if best_only:
+                best = iou.argmax(1)
+                rows = torch.arange(best.numel(), device=best.device)
+                logits, iou = logits[rows, best][:, None], iou[rows, best][:, None]
+            full = self.upsample(logits)
+            masks.append(full if return_logits else full >= self.mask_threshold)
+            scores.append(iou)
+            low_res.append(logits)
+        return torch.cat(masks), torch.cat(scores), torch.cat(low_res)
+
+    def predict(self, points: Optional[ArrayLike] = None, point_labels: Optional[ArrayLike] = None,
+                boxes: Optional[ArrayLike] = None, multimask_output: bool = True, return_logits: bool = False,
+                best_only: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for Q queries on the current image.
+
+        Args:
+            points: ``[N, 2]`` (one query) or ``[Q, N, 2]`` (x, y) pixels of the original image.
+            point_labels: ``[N]`` / ``[Q, N]``; only 1 (positive) is supported; defaults to all
+                positive.
+            boxes: ``[4]`` / ``[Q, 4]`` as (x1, y1, x2, y2) pixels; with points, query ``i`` uses
+                box ``i`` and point set ``i`` (a box counts as 2 of ``max_points_per_query``).
+            multimask_output: 3 candidate masks per query, else the single-mask output.
+            return_logits: full-resolution logits instead of bool masks.
+            best_only: only the candidate with the highest predicted IoU (M = 1; only it is upsampled).
+
+        Returns:
+            ``(masks, iou_predictions, low_res_logits)``: bool ``[Q, M, H, W]`` at the original
+            resolution, float ``[Q, M]``, float ``[Q, M, h, w]`` (256x256 for EfficientSAM); M is
+            3 or 1, in the model's order (pick ``iou_predictions.argmax(1)`` for the best mask).
+        """
+        masks, scores, low_res = self.predict_torch(points, point_labels, boxes, multimask_output,
+                                                    return_logits, best_only)
+        masks = masks.float() if return_logits else masks
+        return masks.cpu().numpy(), scores.float().cpu().numpy(), low_res.float().cpu().numpy()
