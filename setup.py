@@ -24,7 +24,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['efficientsam_plugins', 'efficientsam_plugins.*']),
-    install_requires=['torch>=2.1', 'torchvision', 'numpy', 'pillow', 'tqdm', 'safetensors'],
+    install_requires=['torch>=2.1', 'torchvision', 'numpy', 'pillow', 'tqdm', 'safetensors', 'filelock'],
     extras_require={
         'mm': pinned('mmcv', 'mmengine', 'mmdet', 'mmsegmentation', 'mmpretrain', 'pycocotools', 'lvis',
                      'segment-anything', 'ftfy', 'regex'),

@@ -62,7 +62,7 @@ def test_cli_writes_atomically(tmp_path, official_vitt_checkpoint):
 
 def test_mmengine_zoo_scheme(tmp_path, monkeypatch, official_vitt_checkpoint):
     pytest.importorskip('mmengine', reason='mmengine is not installed')
-    import efficientsam_plugins.mmcommon  # noqa: F401  (registers zoo://)
+    import efficientsam_plugins.openmmlab.checkpoints  # noqa: F401  (registers zoo://)
     from mmengine.runner import load_checkpoint
     path = official_vitt_checkpoint
     manifest = tmp_path / 'zoo.json'

@@ -48,7 +48,7 @@ def _save_as_mmengine_runner(checkpoint, path, monkeypatch):
     try:
         from mmengine.logging import HistoryBuffer
 
-        from efficientsam_plugins.mmengine.checkpoints import _history_buffer_state
+        from efficientsam_plugins.openmmlab.checkpoints import _history_buffer_state
     except ImportError:
         torch.save(checkpoint, path)
         return
@@ -228,7 +228,7 @@ def test_checkpointer_loads_efficientsam_sami_zoo_and_detectron2_checkpoints(det
 def test_mmdet_and_detectron2_backbones_give_the_same_maps(detectron2, official_vitt_checkpoint, tmp_path):
     pytest.importorskip('mmengine', reason='the mmdet backbone needs mmengine')
     from efficientsam_plugins.detectron2 import SAMICheckpointer
-    from efficientsam_plugins.mmcommon import SAMISimpleFPN, SAMIViT
+    from efficientsam_plugins.openmmlab.mmdet import SAMISimpleFPN, SAMIViT
     sami_path = tmp_path / 'sami_pretrain.pth'
     torch.save(_sami_checkpoint(official_vitt_checkpoint), sami_path)
     torch.manual_seed(0)
@@ -240,7 +240,7 @@ def test_mmdet_and_detectron2_backbones_give_the_same_maps(detectron2, official_
     SAMICheckpointer(d2_model).load(str(sami_path))
     d2_backbone = d2_model.backbone.eval()
 
-    mm_vit = SAMIViT(arch='ti', img_size=256, window_size=8,
+    mm_vit = SAMIViT(arch='ti', preset='vitdet', img_size=256, window_size=8,
                      init_cfg=dict(type='Pretrained', checkpoint=str(sami_path)))
     mm_vit.init_weights()
     mm_neck = SAMISimpleFPN(backbone_channel=192, out_channels=256, num_outs=5)

@@ -9,9 +9,10 @@ import torch
 
 pytest.importorskip('mmengine')
 
-from efficientsam_plugins.finetune import (EfficientSamFinetuner, SA1BDataset,  # noqa: E402
-                                           efficientsam_collate, export_official_checkpoint, load_exported)
-from efficientsam_plugins.models.convert import convert_checkpoint  # noqa: E402
+from efficientsam_plugins.models.convert import (convert_checkpoint, load_exported,  # noqa: E402
+                                                 save_official_efficientsam)
+from efficientsam_plugins.openmmlab.efficientsam import (EfficientSamFinetuner, SA1BDataset,  # noqa: E402
+                                                         efficientsam_collate)
 from efficientsam_plugins.models.efficient_sam import build_efficient_sam  # noqa: E402
 from efficientsam_plugins.models.efficient_sam.losses import (binary_mask_iou, dice_loss, sam_loss,  # noqa: E402
                                                               sigmoid_focal_loss)
@@ -193,7 +194,7 @@ def test_encoder_and_decoder_initialisation(tmp_path):
     source = build_efficient_sam(TINY)
     encoder_state = {k: v + 1 for k, v in source.image_encoder.state_dict().items() if not k.startswith('neck.')}
     fake_mmengine_checkpoint(str(tmp_path / 'sami.pth'), encoder_state, 'backbone.')
-    export_official_checkpoint(source, str(tmp_path / 'esam.pt'))
+    save_official_efficientsam(source.state_dict(), str(tmp_path / 'esam.pt'))
     sami = str(tmp_path / 'sami.pth')
     model = EfficientSamFinetuner(TINY,
                                   encoder_init=dict(checkpoint=sami, prefix='backbone.', allow_missing=('neck.',)),
@@ -216,7 +217,7 @@ def test_encoder_and_decoder_initialisation(tmp_path):
 
 def test_export_layout_and_conversion(tmp_path):
     finetuner = EfficientSamFinetuner(TINY)
-    path = export_official_checkpoint(finetuner.model, str(tmp_path / 'out.pt'), finetuner.model_config)
+    path = save_official_efficientsam(finetuner.model.state_dict(), str(tmp_path / 'out.pt'), finetuner.model_config)
     saved = torch.load(path, weights_only=True)
     assert list(saved) == ['model'] and set(saved['model']) == set(finetuner.model.state_dict())
     build_efficient_sam(TINY, path)  # strict load

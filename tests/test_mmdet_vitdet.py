@@ -13,8 +13,8 @@ pytest.importorskip('mmdet', reason='mmdet is not installed (pip install -e .[mm
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-import efficientsam_plugins.mmdet  # noqa: E402,F401
-from efficientsam_plugins.mmcommon import SAMIViT  # noqa: E402
+import efficientsam_plugins.openmmlab.mmdet  # noqa: E402,F401
+from efficientsam_plugins.openmmlab.mmdet import SAMIViT  # noqa: E402
 from efficientsam_plugins.models.vit import ViT  # noqa: E402
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
@@ -69,7 +69,7 @@ def test_layer_decay_groups():
 
 def test_backbone_loads_official_efficientsam_checkpoint(official_vitt_checkpoint):
     path = official_vitt_checkpoint
-    backbone = SAMIViT('ti', img_size=256, init_cfg=dict(type='Pretrained', checkpoint=path))
+    backbone = SAMIViT('ti', preset='vitdet', img_size=256, init_cfg=dict(type='Pretrained', checkpoint=path))
     backbone.init_weights()
     official = torch.load(path, weights_only=True)['model']
     torch.testing.assert_close(backbone.blocks[5].attn.qkv.weight, official['image_encoder.blocks.5.attn.qkv.weight'])
@@ -86,7 +86,7 @@ def test_backbone_loads_sami_and_mae_layouts(tmp_path):
                      'mask_token': torch.zeros(1, 1, 192), 'decoder_pos_embed': torch.zeros(1, 197, 512)}}
     torch.save(mae, tmp_path / 'mae.pth')
     for name in ('sami.pth', 'mae.pth'):
-        backbone = SAMIViT('ti', img_size=224, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / name)))
+        backbone = SAMIViT('ti', preset='vitdet', img_size=224, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / name)))
         backbone.init_weights()
         torch.testing.assert_close(backbone.blocks[11].mlp.fc2.weight, source.blocks[11].mlp.fc2.weight)
 
@@ -94,13 +94,13 @@ def test_backbone_loads_sami_and_mae_layouts(tmp_path):
 def test_backbone_refuses_mismatched_checkpoints(tmp_path, official_vitt_checkpoint):
     path = official_vitt_checkpoint
     with pytest.raises(ValueError, match=r'384 dims and 12 blocks: shape mismatches \(pos_embed'):
-        SAMIViT('s', init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
+        SAMIViT('s', preset='vitdet', init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
     deeper = ViT({'embed_dim': 192, 'depth': 13, 'num_heads': 3})
     torch.save(deeper.state_dict(), tmp_path / 'deeper.pth')
     with pytest.raises(ValueError, match=r'unexpected keys \(blocks\.12\.'):
-        SAMIViT('ti', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'deeper.pth'))).init_weights()
+        SAMIViT('ti', preset='vitdet', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'deeper.pth'))).init_weights()
     with pytest.raises(FileNotFoundError, match='checkpoint file not found'):
-        SAMIViT('ti', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'none.pth'))).init_weights()
+        SAMIViT('ti', preset='vitdet', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'none.pth'))).init_weights()
 
 
 def test_backbone_loads_zoo_names(tmp_path, monkeypatch, official_vitt_checkpoint):
@@ -111,7 +111,7 @@ def test_backbone_loads_zoo_names(tmp_path, monkeypatch, official_vitt_checkpoin
                                          format='efficientsam', description='random ViT-T')]))
     monkeypatch.setenv('EFFICIENTSAM_ZOO_MANIFEST', str(manifest))
     monkeypatch.setenv('EFFICIENTSAM_HOME', str(tmp_path / 'cache'))
-    backbone = SAMIViT('ti', img_size=256, init_cfg=dict(type='Pretrained', checkpoint='zoo://test_vitt'))
+    backbone = SAMIViT('ti', preset='vitdet', img_size=256, init_cfg=dict(type='Pretrained', checkpoint='zoo://test_vitt'))
     backbone.init_weights()
     official = torch.load(path, weights_only=True)['model']
     torch.testing.assert_close(backbone.blocks[0].norm1.weight, official['image_encoder.blocks.0.norm1.weight'])
@@ -176,9 +176,9 @@ def test_drop_in_into_unmodified_mmdet_config(tmp_path):
     config = tmp_path / 'mask-rcnn_sami-ti_fpn_1x_coco.py'
     config.write_text(textwrap.dedent(f'''
         _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-        custom_imports = dict(imports=['efficientsam_plugins.mmdet'], allow_failed_imports=False)
+        custom_imports = dict(imports=['efficientsam_plugins.openmmlab.mmdet'], allow_failed_imports=False)
         model = dict(
-            backbone=dict(_delete_=True, type='SAMIViT', arch='ti', img_size=128),
+            backbone=dict(_delete_=True, type='SAMIViT', arch='ti', preset='vitdet', img_size=128),
             neck=dict(_delete_=True, type='SAMISimpleFPN', backbone_channel=192, out_channels=256, num_outs=5),
             train_cfg=dict(rcnn=dict(sampler=dict(num=32))))
         train_pipeline = [

@@ -9,7 +9,7 @@ pytest.importorskip('mmpretrain')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-import efficientsam_plugins.mmpretrain  # noqa: E402,F401
+import efficientsam_plugins.openmmlab.mmpretrain  # noqa: E402,F401
 from efficientsam_plugins.models.efficient_sam import build_efficient_sam  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
@@ -76,7 +76,7 @@ def _save(path, state_dict):
 
 @pytest.mark.parametrize('case', ['deeper', 'shallower', 'other_model', 'corrupt'])
 def test_wrong_checkpoints_fail_loudly(models, tmp_path, case):
-    from efficientsam_plugins.mmpretrain import SAMIViT
+    from efficientsam_plugins.openmmlab.mmpretrain import SAMIViT
 
     def vit_checkpoint(depth):
         vit = SAMIViT(arch=dict(embed_dim=192, depth=depth, num_heads=3), img_size=64)

@@ -12,8 +12,8 @@ pytest.importorskip('mmseg', reason='mmseg is not installed (pip install -e .[mm
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-import efficientsam_plugins.mmseg  # noqa: E402,F401
-from efficientsam_plugins.mmcommon import SAMISimpleFPN, SAMIViT  # noqa: E402
+import efficientsam_plugins.openmmlab.mmseg  # noqa: E402,F401
+from efficientsam_plugins.openmmlab.mmseg import SAMISimpleFPN, SAMIViT  # noqa: E402
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 CONFIGS = os.path.join(REPO_ROOT, 'configs', 'mask2former')

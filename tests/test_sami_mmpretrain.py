@@ -13,7 +13,7 @@ pytest.importorskip('segment_anything')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-import efficientsam_plugins.mmpretrain  # noqa: E402,F401
+import efficientsam_plugins.openmmlab.mmpretrain  # noqa: E402,F401
 from efficientsam_plugins.models.sami import FeatureCacheWriter  # noqa: E402
 from test_sami_core import save_tiny_sam  # noqa: E402
 
@@ -52,7 +52,7 @@ def test_pretrain_configs_follow_the_paper_recipe(arch):
     assert cfg.model.backbone.arch == arch and cfg.model.backbone.img_size == 224
     assert (cfg.model.neck.depth, cfg.model.neck.embed_dim) == (8, 512)
     assert cfg.model.target_generator.arch == 'vit_h'
-    assert 'efficientsam_plugins.mmpretrain' in cfg.custom_imports.imports
+    assert 'efficientsam_plugins.openmmlab.mmpretrain' in cfg.custom_imports.imports
     optimizer = cfg.optim_wrapper.optimizer
     assert optimizer.type == 'AdamW' and optimizer.lr == pytest.approx(2.4e-3)
     assert tuple(optimizer.betas) == (0.9, 0.95) and optimizer.weight_decay == 0.05
@@ -211,7 +211,7 @@ def test_finetuning_backbone_loads_the_sami_checkpoint(registry, smoke_model_cfg
 
 
 def test_launcher_config_handling(tmp_path):
-    from efficientsam_plugins.mmengine import load_config
+    from efficientsam_plugins.openmmlab.launch import load_config
     smoke = PRETRAIN.format('tiny', '_smoke')
     cfg = load_config(smoke, cfg_options={'train_cfg.max_iters': 3})
     assert cfg.work_dir == os.path.join('work_dirs', 'sami_vit-tiny_sam-vit-h_in1k-400e_smoke')

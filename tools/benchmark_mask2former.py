@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-    import efficientsam_plugins.mmseg  # noqa: F401
+    import efficientsam_plugins.openmmlab.mmseg  # noqa: F401
     import mmdet.models  # noqa: F401  (Mask2Former's head and pixel decoder)
     init_default_scope('mmseg')
 

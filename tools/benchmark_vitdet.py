@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     from mmdet.structures import DetDataSample
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    import efficientsam_plugins.mmdet  # noqa: F401
+    import efficientsam_plugins.openmmlab.mmdet  # noqa: F401
     init_default_scope('mmdet')
 
     print(f'torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, '

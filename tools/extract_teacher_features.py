@@ -7,7 +7,7 @@
 
 Train from the cache with ``model.teacher_mode='cached'`` and ``LoadSAMITeacherTarget``. A rerun
 resumes; ``--verify`` re-hashes every shard (exit status 1 if one is corrupt). The work is done by
-:func:`efficientsam_plugins.mmpretrain.extract.extract_teacher_features`.
+:func:`efficientsam_plugins.openmmlab.extract.extract_teacher_features`.
 """
 import argparse
 import os
@@ -21,7 +21,7 @@ from efficientsam_plugins.cli import CONFIG_ERRORS, non_negative_int, positive_i
 
 
 def parse_args(argv=None):
-    from efficientsam_plugins.mmengine import add_common_arguments  # here: run_tool reports a missing mmengine
+    from efficientsam_plugins.openmmlab.launch import add_common_arguments  # here: run_tool reports a missing mmengine
     parser = argparse.ArgumentParser(description='Cache a SAMI teacher\'s features of a dataset')
     parser.add_argument('config', help='SAMI config (its model.target_generator and training data)')
     parser.add_argument('--out', required=True, help='cache directory (created or resumed)')
@@ -40,8 +40,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from efficientsam_plugins.mmengine import load_config
-    from efficientsam_plugins.mmpretrain.extract import extract_teacher_features
+    from efficientsam_plugins.openmmlab.launch import load_config
+    from efficientsam_plugins.openmmlab.extract import extract_teacher_features
     args = parse_args(argv)
     cfg = load_config(args.config, cfg_options=args.cfg_options, launcher=args.launcher)
     problems = extract_teacher_features(cfg, args.out, args.image_size, args.map_size, args.batch_size,

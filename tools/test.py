@@ -15,7 +15,7 @@ from efficientsam_plugins.detectron2.launch import is_detectron2_config  # noqa:
 
 
 def parse_args(argv=None):
-    from efficientsam_plugins.mmengine import add_common_arguments
+    from efficientsam_plugins.openmmlab.launch import add_common_arguments
     parser = argparse.ArgumentParser(description='Test a checkpoint with an mmengine config')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -30,7 +30,7 @@ def main(argv=None):
     if argv and is_detectron2_config(argv[0]):
         from efficientsam_plugins.detectron2.launch import main_eval as detectron2_main_eval
         return detectron2_main_eval(argv)
-    from efficientsam_plugins.mmengine import build_runner, load_config
+    from efficientsam_plugins.openmmlab.launch import build_runner, load_config
     args = parse_args(argv)
     cfg = load_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options,
                       launcher=args.launcher, checkpoint=args.checkpoint)

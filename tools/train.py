@@ -19,7 +19,7 @@ from efficientsam_plugins.detectron2.launch import is_detectron2_config  # noqa:
 
 
 def parse_args(argv=None):
-    from efficientsam_plugins.mmengine import add_common_arguments
+    from efficientsam_plugins.openmmlab.launch import add_common_arguments
     parser = argparse.ArgumentParser(description='Train a model from an mmengine config')
     parser.add_argument('config', help='config file')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
@@ -38,7 +38,7 @@ def main(argv=None):
     if argv and is_detectron2_config(argv[0]):
         from efficientsam_plugins.detectron2.launch import main as detectron2_main
         return detectron2_main(argv)
-    from efficientsam_plugins.mmengine import build_runner, load_config
+    from efficientsam_plugins.openmmlab.launch import build_runner, load_config
     args = parse_args(argv)
     cfg = load_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options,
                       resume=args.resume, amp=args.amp, launcher=args.launcher,

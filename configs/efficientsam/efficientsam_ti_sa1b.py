@@ -13,7 +13,7 @@
 # Output: work_dir/efficientsam_ti_sa1b.pt in the official layout ({"model": state_dict}), plus
 #        efficientsam_ti_sa1b.config.json; it loads with build_efficient_sam / EfficientSamPredictor.
 default_scope = 'mmengine'
-custom_imports = dict(imports=['efficientsam_plugins.finetune'], allow_failed_imports=False)
+custom_imports = dict(imports=['efficientsam_plugins.openmmlab.efficientsam'], allow_failed_imports=False)
 
 arch = 'ti'
 img_size = 1024

@@ -19,29 +19,23 @@ from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone  # noqa: E402
 
 from ..models.simple_pyramid import SimpleFeaturePyramid  # noqa: E402
-from ..models.vit import ViT  # noqa: E402
+from ..models.vit import VITDET_SETTINGS, ViT  # noqa: E402
 
 
 class SAMIViTNet(ViT, Backbone):
-    """The core ViT with ViTDet defaults (1024 input, window 14, global blocks 2/5/8/11, rel. pos.).
+    """The core ViT with ViTDet's settings as defaults (:data:`~efficientsam_plugins.models.vit.VITDET_SETTINGS`).
 
     It *is* the core ViT (same parameters, same forward), plus detectron2's backbone interface:
-    ``forward`` returns ``{out_feature: [B, C, H/16, W/16]}``.
+    ``forward`` returns ``{out_feature: [B, C, H/16, W/16]}``. ``**kwargs`` are the core ViT's
+    arguments (``img_size``, ``window_size``, ``global_attn_indexes``, ...), overriding ViTDet's.
     """
 
-    def __init__(self, arch: str = 'b', img_size: int = 1024, patch_size: int = 16, in_chans: int = 3,
-                 drop_path_rate: float = 0.1, window_size: int = 14,
-                 global_attn_indexes: Sequence[int] = (2, 5, 8, 11), use_rel_pos: bool = True,
-                 pretrain_img_size: int = 224, with_cp: bool = False,
-                 out_feature: str = 'last_feat') -> None:
-        super().__init__(arch=arch, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                         drop_path_rate=drop_path_rate, pretrain_img_size=pretrain_img_size,
-                         window_size=window_size, global_attn_indexes=tuple(global_attn_indexes),
-                         use_rel_pos=use_rel_pos, with_cp=with_cp)
+    def __init__(self, arch: str = 'b', out_feature: str = 'last_feat', **kwargs) -> None:
+        super().__init__(arch=arch, **{**VITDET_SETTINGS, **kwargs})
         self.out_feature = out_feature
         self._out_features = [out_feature]
         self._out_feature_channels = {out_feature: self.embed_dim}
-        self._out_feature_strides = {out_feature: patch_size}
+        self._out_feature_strides = {out_feature: self.patch_size}
 
     @property
     def size_divisibility(self) -> int:
@@ -111,13 +105,13 @@ def add_sami_config(cfg: CfgNode) -> CfgNode:
     """Adds ``cfg.MODEL.SAMI`` (the backbones' options, ViTDet-B defaults) to a yacs config."""
     cfg.MODEL.SAMI = CfgNode()
     cfg.MODEL.SAMI.ARCH = 'b'
-    cfg.MODEL.SAMI.IMG_SIZE = 1024
+    cfg.MODEL.SAMI.IMG_SIZE = VITDET_SETTINGS['img_size']
     cfg.MODEL.SAMI.PATCH_SIZE = 16
     cfg.MODEL.SAMI.PRETRAIN_IMG_SIZE = 224
-    cfg.MODEL.SAMI.DROP_PATH_RATE = 0.1
-    cfg.MODEL.SAMI.WINDOW_SIZE = 14
-    cfg.MODEL.SAMI.GLOBAL_ATTN_INDEXES = [2, 5, 8, 11]
-    cfg.MODEL.SAMI.USE_REL_POS = True
+    cfg.MODEL.SAMI.DROP_PATH_RATE = VITDET_SETTINGS['drop_path_rate']
+    cfg.MODEL.SAMI.WINDOW_SIZE = VITDET_SETTINGS['window_size']
+    cfg.MODEL.SAMI.GLOBAL_ATTN_INDEXES = list(VITDET_SETTINGS['global_attn_indexes'])
+    cfg.MODEL.SAMI.USE_REL_POS = VITDET_SETTINGS['use_rel_pos']
     cfg.MODEL.SAMI.WITH_CP = False
     cfg.MODEL.SAMI.OUT_CHANNELS = 256
     cfg.MODEL.SAMI.SCALE_FACTORS = [4.0, 2.0, 1.0, 0.5]

@@ -64,9 +64,9 @@ class SAMICheckpointer(DetectionCheckpointer):
     def _torch_load(self, filename: str) -> Dict[str, Any]:
         """The package's reader (``weights_only``, errors naming the file), also admitting the
         message-hub and numpy objects of mmengine checkpoints (SAMI pretraining) where mmengine is
-        installed, see :mod:`efficientsam_plugins.mmengine.checkpoints`."""
+        installed, see :mod:`efficientsam_plugins.openmmlab.checkpoints`."""
         if importlib.util.find_spec('mmengine') is not None:
-            from ..mmengine.checkpoints import enable_weights_only_checkpoints
+            from ..openmmlab.checkpoints import enable_weights_only_checkpoints
             enable_weights_only_checkpoints()
         return load_checkpoint(filename)
 

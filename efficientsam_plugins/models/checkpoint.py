@@ -36,7 +36,7 @@ def load_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
     """A checkpoint dict from a dict (returned as is), a path, a URL or a zoo name.
 
     Files are read with ``weights_only=True``: tensors, plain containers and the allow-listed
-    classes of :mod:`efficientsam_plugins.mmengine.checkpoints`, never arbitrary code.
+    classes of :mod:`efficientsam_plugins.openmmlab.checkpoints`, never arbitrary code.
     """
     if isinstance(source, Mapping):
         return dict(source)
@@ -118,6 +118,21 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
     kept = check_state_dict(module, state_dict, what, target, allow_missing)
     module.load_state_dict(state_dict, strict=False)
     return kept
+
+
+def load_prefixed(module: nn.Module, checkpoint: CheckpointSource, prefix: str, allow_missing: Sequence[str] = (),
+                  ignore_unexpected: Sequence[str] = (), what: str = 'module') -> List[str]:
+    """Loads the ``prefix``-ed entries of a checkpoint (path, URL, zoo name or dict) into ``module``.
+
+    Keys of ``module`` starting with one of ``allow_missing`` may be absent (they keep their
+    initialisation, e.g. the ``neck.`` of an encoder pretrained without it); checkpoint keys under
+    the prefix starting with one of ``ignore_unexpected`` are dropped. Anything else that does
+    not match raises, naming the keys. Returns the keys left at initialisation.
+    """
+    source = f'{what} weights from {checkpoint if isinstance(checkpoint, (str, os.PathLike)) else "a dict"}'
+    weights = extract_state_dict(load_checkpoint(checkpoint), prefix, source)
+    weights = {k: v for k, v in weights.items() if not k.startswith(tuple(ignore_unexpected))}
+    return load_state_dict_strict(module, weights, f'{source} (prefix {prefix!r})', allow_missing=allow_missing)
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: Union[str, os.PathLike]) -> str:

@@ -12,6 +12,7 @@ model's lengths; heads, decoders, cls/mask tokens and (unless the model has one)
 dropped. Anything else that does not fit — another width or depth, unknown keys — is an error that
 names the keys, never a silent partial load.
 """
+import json
 import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -155,6 +156,19 @@ def save_official_efficientsam(state_dict: Mapping[str, torch.Tensor], path: str
         from .efficient_sam import resolve_config
         atomic_write_json(config_path_of(path), resolve_config(config), indent=2)
     return path
+
+
+def load_exported(path: str, config: Optional[Union[str, Mapping[str, Any]]] = None):
+    """The EfficientSAM of an official-layout checkpoint, reading ``<path>.config.json`` when no
+    config is given (what :func:`save_official_efficientsam` wrote beside it)."""
+    from .efficient_sam import build_efficient_sam
+    if config is None:
+        sidecar = config_path_of(path)
+        if not os.path.isfile(sidecar):
+            raise FileNotFoundError(f'no config given and no {sidecar} beside {path}')
+        with open(sidecar, encoding='utf-8') as f:
+            config = json.load(f)
+    return build_efficient_sam(config, path)
 
 
 def convert_checkpoint(source: CheckpointSource, output: str, target: str,

@@ -21,6 +21,11 @@ VIT_ARCHS: Dict[str, Dict[str, int]] = {
     's': dict(embed_dim=384, depth=12, num_heads=6),
     'b': dict(embed_dim=768, depth=12, num_heads=12),
 }
+# ViTDet's backbone settings (Li et al., 2022), which the paper's COCO detection recipe uses: defined
+# once here for every toolbox (``SAMIViT(preset='vitdet')`` in mmdet, ``SAMIViTNet``'s defaults in
+# detectron2). Its 12 blocks attend globally at 2/5/8/11 and in 14x14 windows elsewhere.
+VITDET_SETTINGS = dict(img_size=1024, drop_path_rate=0.1, window_size=14, global_attn_indexes=(2, 5, 8, 11),
+                       use_rel_pos=True)
 _ARCH_ALIASES = {'tiny': 'ti', 'vit-t': 'ti', 'vitt': 'ti', 'small': 's', 'vit-s': 's', 'vits': 's',
                  'base': 'b', 'vit-b': 'b', 'vitb': 'b'}
 

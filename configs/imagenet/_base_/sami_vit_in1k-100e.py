@@ -5,7 +5,7 @@
 # MAE finetuning recipe otherwise). The backbone loads the SAMI checkpoint's backbone.* weights.
 _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py'
 
-custom_imports = dict(imports=['efficientsam_plugins.mmpretrain'], allow_failed_imports=False)
+custom_imports = dict(imports=['efficientsam_plugins.openmmlab.mmpretrain'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

@@ -2,7 +2,7 @@
 # built on mmseg's own Mask2Former config (512x512 crops, 8 GPUs x 2 = batch 16, AdamW lr 2e-4,
 # poly schedule, 160k iterations). Variants set the backbone width below.
 _base_ = 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['mmdet.models', 'efficientsam_plugins.mmseg'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmdet.models', 'efficientsam_plugins.openmmlab.mmseg'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 model = dict(

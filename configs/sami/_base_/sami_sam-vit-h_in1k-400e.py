@@ -7,7 +7,7 @@
 # MAE recipe.
 _base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
 
-custom_imports = dict(imports=['efficientsam_plugins.mmpretrain'], allow_failed_imports=False)
+custom_imports = dict(imports=['efficientsam_plugins.openmmlab.mmpretrain'], allow_failed_imports=False)
 
 model = dict(
     _delete_=True,

@@ -4,7 +4,7 @@ _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::common/lsj-100e_coco-instance.py',
 ]
-custom_imports = dict(imports=['efficientsam_plugins.mmdet'], allow_failed_imports=False)
+custom_imports = dict(imports=['efficientsam_plugins.openmmlab.mmdet'], allow_failed_imports=False)
 
 image_size = (1024, 1024)
 norm_cfg = dict(type='LN2d', requires_grad=True)
@@ -17,11 +17,10 @@ model = dict(
         _delete_=True,
         type='SAMIViT',
         arch='ti',
-        img_size=image_size[0],
-        drop_path_rate=0.1,
-        window_size=14,
-        global_attn_indexes=(2, 5, 8, 11),
-        use_rel_pos=True),
+        # ViTDet's backbone: window attention 14 but global in blocks 2/5/8/11, relative positions,
+        # drop path 0.1 (efficientsam_plugins.models.vit.VITDET_SETTINGS).
+        preset='vitdet',
+        img_size=image_size[0]),
     neck=dict(_delete_=True, type='SAMISimpleFPN', backbone_channel=192, out_channels=256, num_outs=5),
     rpn_head=dict(num_convs=2),
     roi_head=dict(

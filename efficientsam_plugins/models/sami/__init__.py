@@ -1,7 +1,7 @@
 """SAMI pretraining (EfficientSAM paper), pure PyTorch: masking, cross-attention decoder,
 projection head and loss, frozen teachers, view cropping and the teacher-feature cache.
 
-The toolbox adapter registering these for mmpretrain is :mod:`efficientsam_plugins.mmpretrain`.
+The toolbox adapter registering these for mmpretrain is :mod:`efficientsam_plugins.openmmlab.mmpretrain`.
 """
 from .decoder import CrossAttention, CrossAttentionBlock, CrossAttentionDecoder, sincos_pos_embed_2d
 from .feature_cache import (FeatureCacheError, FeatureCacheWriter, TeacherFeatureCache,

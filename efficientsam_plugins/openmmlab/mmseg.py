@@ -1,5 +1,17 @@
-"""COCO images with the per-pixel class maps of ``semantic/`` as an mmseg dataset (smoke runs)."""
+"""mmseg: ``custom_imports=dict(imports=['mmdet.models', 'efficientsam_plugins.openmmlab.mmseg'])``.
+
+Registers the backbone and neck of the mmdet adapter (one backbone, one pyramid and one checkpoint
+loader for detection and segmentation), ``LN2d``, and a COCO-semantic dataset for smoke runs
+(Mask2Former's head comes from mmdet).
+"""
 from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS, MODELS
+
+from ..models.vit import LayerNorm2d
+from .backbone import SAMIViT
+from .checkpoints import enable_weights_only_checkpoints
+from .layer_decay import SAMILayerDecayOptimWrapperConstructor
+from .neck import SAMISimpleFPN
 
 COCO_THING_CLASSES = (
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat', 'traffic light',
@@ -16,7 +28,7 @@ COCO_THING_CLASSES = (
 class SAMICocoSemanticDataset(BaseSegDataset):
     """``{split}/*.jpg`` with ``semantic/{split}/*.png``: 0 background, 1..80 COCO things, 255 ignore.
 
-    The layout of ``../shared/data/coco_cc`` and the bundled ``data/coco_mini``. Background is a
+    The layout of the bundled ``data/coco_mini`` (and of ``../shared/data/coco_cc``). Background is a
     real class (label 0), so ``reduce_zero_label`` stays False and the model predicts 81 classes.
     """
 
@@ -26,3 +38,12 @@ class SAMICocoSemanticDataset(BaseSegDataset):
                  reduce_zero_label: bool = False, **kwargs) -> None:
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
                          reduce_zero_label=reduce_zero_label, **kwargs)
+
+
+MODELS.register_module(module=SAMIViT)
+MODELS.register_module(module=SAMISimpleFPN)
+MODELS.register_module('LN2d', module=LayerNorm2d)
+DATASETS.register_module(module=SAMICocoSemanticDataset)
+enable_weights_only_checkpoints()
+
+__all__ = ['SAMIViT', 'SAMISimpleFPN', 'SAMILayerDecayOptimWrapperConstructor', 'SAMICocoSemanticDataset']

@@ -1,4 +1,11 @@
-"""Checkpoints that load with ``torch.load(weights_only=True)`` (torch >= 2.6 default).
+"""mmengine checkpoints: ``zoo://NAME`` in ``init_cfg``, and loading with ``weights_only=True``.
+
+``zoo://NAME`` works in any ``init_cfg=dict(type='Pretrained', checkpoint='zoo://...')``: checkpoints
+holding a ViT of the core's layout (EfficientSAM) come back as its backbone under plain names, which
+is what a backbone's ``init_cfg`` loads; others (SAM teachers, whose position embedding is a 4-D
+grid) are returned as stored.
+
+Loading with ``weights_only=True`` (torch >= 2.6 default):
 
 mmengine 0.10 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means
 ``weights_only=True``, which rejects what mmengine writes besides tensors: the message hub's
@@ -19,6 +26,10 @@ from typing import Any, Dict, List
 
 import numpy as np
 import torch
+from mmengine.runner import CheckpointLoader
+
+from ..models.checkpoint import load_checkpoint
+from ..models.convert import to_backbone_checkpoint
 
 _enabled = False
 
@@ -53,3 +64,14 @@ def enable_weights_only_checkpoints() -> None:
     HistoryBuffer.__getstate__ = _history_buffer_state
     torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
     _enabled = True
+
+
+@CheckpointLoader.register_scheme(prefixes='zoo://', force=True)
+def load_from_zoo(filename: str, map_location=None):
+    checkpoint = load_checkpoint(filename)
+    try:
+        backbone = to_backbone_checkpoint(checkpoint, 'vit')
+    except ValueError:  # no ViT in it
+        return checkpoint
+    pos_embed = backbone['state_dict'].get('pos_embed')
+    return backbone if pos_embed is not None and pos_embed.ndim == 3 else checkpoint

@@ -58,7 +58,7 @@ def extract_teacher_features(cfg: Config, out: str, image_size: Optional[int] = 
     """
     from mmengine.dataset import default_collate
 
-    from ..mmengine import init_distributed
+    from .launch import init_distributed
     if os.path.exists(out) and not os.path.isdir(out):
         raise NotADirectoryError(f'the cache path {out} is a file; give a folder')
     model = cfg.get('model') or {}

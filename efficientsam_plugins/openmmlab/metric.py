@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Sequence
 from mmengine.evaluator import BaseMetric
 from mmengine.registry import METRICS
 
-from .masks import SIZE_BUCKETS
-from .promptable import summarize
+from ..evaluation.masks import SIZE_BUCKETS
+from ..evaluation.promptable import summarize
 
 
 @METRICS.register_module(name='EfficientSamPromptableMetric')

@@ -9,9 +9,9 @@ from mmengine.registry import MODELS
 from ..evaluation.dataset import ImageInfo, Instance
 from ..evaluation.promptable import PromptProtocol, evaluate_image
 from ..evaluation.segmenters import EfficientSamSegmenter
+from ..models.checkpoint import load_prefixed
 from ..models.efficient_sam import build_efficient_sam, resolve_config
 from ..models.efficient_sam.training import LOSS_WEIGHTS, efficient_sam_decoder, training_round
-from .weights import load_prefixed
 
 
 @MODELS.register_module(name='EfficientSamDataPreprocessor')
@@ -118,7 +118,7 @@ class EfficientSamFinetuner(BaseModel):
     def predict(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
                 data_samples: Sequence[dict]) -> List[Dict[str, Any]]:
         """Promptable evaluation of each image with :attr:`eval_protocol`: the per-instance records
-        that :class:`~efficientsam_plugins.evaluation.metric.PromptableIoUMetric` aggregates."""
+        that :class:`~efficientsam_plugins.openmmlab.metric.PromptableIoUMetric` aggregates."""
         was_training = self.model.training
         segmenter = EfficientSamSegmenter(self.model)
         outputs = []

@@ -1,0 +1,61 @@
+"""Hooks of the mmengine runs: the loss over all ranks, the official-layout export after training."""
+import os
+from typing import Optional
+
+import torch
+from mmengine.dist import all_reduce, get_world_size, is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from ..models.convert import save_official_efficientsam
+
+
+@HOOKS.register_module()
+class MeanLossOverRanksHook(Hook):
+    """Logs the losses averaged over all ranks instead of rank 0's alone.
+
+    mmengine logs what rank 0 computed on its share of the batch; with this hook the logged
+    ``loss`` is the loss of the whole global batch, comparable between runs on different numbers
+    of processes. It runs before :class:`~mmengine.hooks.RuntimeInfoHook` records the values and
+    costs one small all-reduce per iteration (nothing without distribution).
+    """
+
+    priority = 'HIGHEST'
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        if not outputs or get_world_size() == 1:
+            return
+        keys = [k for k, v in outputs.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
+        if not keys:
+            return
+        values = torch.stack([outputs[k].detach().float().reshape(()) for k in keys])
+        all_reduce(values, op='mean')
+        for key, value in zip(keys, values):
+            outputs[key] = value
+
+
+@HOOKS.register_module(name='EfficientSamExportHook')
+class EfficientSamExportHook(Hook):
+    """Writes ``work_dir/<filename>`` as ``{"model": state_dict}`` (plus ``.config.json``) after
+    training, so the result loads with ``build_efficient_sam`` / ``EfficientSamPredictor``.
+
+    Args:
+        filename: checkpoint name inside the work dir.
+        out_dir: another folder instead of the work dir.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, filename: str = 'efficientsam_finetuned.pt', out_dir: Optional[str] = None) -> None:
+        self.filename, self.out_dir = filename, out_dir
+        self.path: Optional[str] = None
+
+    def after_train(self, runner) -> None:
+        if not is_main_process():
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        self.path = os.path.join(self.out_dir or runner.work_dir, self.filename)
+        save_official_efficientsam(model.model.state_dict(), self.path, model.model_config)
+        runner.logger.info(f'EfficientSAM checkpoint (official layout) saved to {self.path}')
