@@ -1,12 +1,9 @@
-"""What every command-line tool in ``tools/`` shares: one ``error: ...`` line for a user's mistake,
-argparse types, and the benchmarks' timing.
+"""What every tool in ``tools/`` shares: one ``error: ...`` line for a user's mistake, argparse
+types, and the benchmarks' timing.
 
 A tool ends with ``sys.exit(run_tool(main))``, so only the command line turns exceptions into
-messages; Python callers of ``main`` (and the tests) still get the exception itself. Only exception
-types that mean bad input are caught (files that are missing or unreadable, values the code
-rejects, a missing optional package, the package's own error classes); any other exception is a
-bug and keeps its traceback. The argparse types below reject bad option values before any work,
-with argparse's usual usage line.
+messages; Python callers of ``main`` (and the tests) get the exception itself. Only exception types
+that mean bad input are caught; any other exception is a bug and keeps its traceback.
 """
 import argparse
 import sys
@@ -17,68 +14,48 @@ USER_ERRORS: Tuple[Type[BaseException], ...] = (OSError, ValueError, ImportError
 
 # The package's own errors, by module: looked up only in modules already imported (one that was
 # never imported cannot have raised its error, and importing it here could fail, e.g. without torch).
-PACKAGE_ERRORS = {
-    'efficientsam_plugins.zoo.errors': 'ZooError',
-    'efficientsam_plugins.models.sami.feature_cache': 'FeatureCacheError',
-}
+PACKAGE_ERRORS = {'efficientsam_plugins.zoo.errors': 'ZooError',
+                  'efficientsam_plugins.models.sami.feature_cache': 'FeatureCacheError'}
 
 # What a bad config makes the toolboxes raise: KeyError from a registry asked for a type nobody
 # registered (a typo, or a missing custom_imports), SyntaxError from detectron2's LazyConfig.
 CONFIG_ERRORS: Tuple[Type[BaseException], ...] = (SyntaxError, KeyError)
 
-EXIT_USER_ERROR = 1
-EXIT_INTERRUPTED = 130
-
-
-def user_error_types(extra: Iterable[Type[BaseException]] = ()) -> Tuple[Type[BaseException], ...]:
-    """The exception types a tool reports as ``error: ...``: :data:`USER_ERRORS`, the package's
-    errors and ``extra`` (what a tool's libraries raise for bad input, e.g. KeyError for an
-    unknown type in a config)."""
-    package = tuple(getattr(sys.modules[module], name) for module, name in PACKAGE_ERRORS.items()
-                    if module in sys.modules)
-    return USER_ERRORS + package + tuple(extra)
-
-
-def error_message(err: BaseException) -> str:
-    """``err`` as one line; KeyError's message without the quotes that ``str`` adds."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    text = ' '.join(line.strip() for line in text.splitlines() if line.strip())
-    return text or type(err).__name__
-
 
 def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Optional[Sequence[str]] = None,
              extra_errors: Iterable[Type[BaseException]] = ()) -> int:
     """Runs a tool's ``main(argv)`` and returns its exit status: its own (``None`` counts as 0),
-    1 after printing ``error: <message>`` for a user's mistake, 130 when interrupted (Ctrl-C)."""
+    1 after printing ``error: <message>`` for a user's mistake (``extra_errors``: what a tool's
+    libraries raise for bad input), 130 when interrupted (Ctrl-C)."""
     try:
         status = main(argv)
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except user_error_types(extra_errors) as err:
-        print(f'error: {error_message(err)}', file=sys.stderr)
-        return EXIT_USER_ERROR
+        return 130
+    except USER_ERRORS + tuple(extra_errors) + tuple(  # the package's modules main has imported
+            getattr(sys.modules[module], name) for module, name in PACKAGE_ERRORS.items()
+            if module in sys.modules) as err:
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)  # no quotes
+        text = ' '.join(filter(None, map(str.strip, text.splitlines())))
+        print(f'error: {text or type(err).__name__}', file=sys.stderr)
+        return 1
     return status if isinstance(status, int) else 0
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (sizes, counts, batch sizes)."""
-    return _bounded_int(text, 1)
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type rejecting bad values before any work, with argparse's usage line."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'must be at least {minimum}, got {value}')
+        return value
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (warm-up runs, worker processes, seeds)."""
-    return _bounded_int(text, 0)
-
-
-def _bounded_int(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f'must be at least {minimum}, got {value}')
-    return value
+positive_int, non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
 def torch_device(text: str) -> str:
@@ -95,20 +72,18 @@ def torch_device(text: str) -> str:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise argparse.ArgumentTypeError(f'{text!r}: this machine has {torch.cuda.device_count()} '
                                              f'CUDA device(s)')
-    elif device.type != 'cpu':
-        backend = getattr(torch.backends, device.type, None)
-        if backend is not None and hasattr(backend, 'is_available') and not backend.is_available():
-            raise argparse.ArgumentTypeError(f'{text!r}: torch has no {device.type} device on this machine')
+    elif not getattr(getattr(torch.backends, device.type, None), 'is_available', lambda: True)():
+        raise argparse.ArgumentTypeError(f'{text!r}: torch has no {device.type} device on this machine')
     return text
 
 
 def median_seconds(fn: Callable[[], Any], runs: int, warmup: int = 0) -> float:
     """Median seconds of ``runs`` calls of ``fn`` after ``warmup`` untimed ones, timed by
-    ``torch.utils.benchmark`` at torch's current thread count (it synchronises the accelerator, and
-    makes two more untimed calls before each timed one)."""
+    ``torch.utils.benchmark`` at torch's current thread count (it synchronises the accelerator;
+    ``blocked_autorange`` with no minimum time makes one untimed call before each timed one)."""
     import torch
     from torch.utils.benchmark import Measurement, Timer
     timer = Timer('fn()', globals={'fn': fn}, num_threads=torch.get_num_threads())
     for _ in range(warmup):
         fn()
-    return Measurement.merge([timer.timeit(1) for _ in range(runs)])[0].median
+    return Measurement.merge([timer.blocked_autorange(min_run_time=0) for _ in range(runs)])[0].median

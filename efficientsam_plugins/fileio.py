@@ -26,7 +26,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
-        umask = os.umask(0)
+        umask = os.umask(0)  # the only way to read it
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
@@ -37,7 +37,6 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 
 def atomic_write_json(path: str, obj: Any, indent: Optional[int] = None) -> None:
-    """Writes JSON atomically (see :func:`atomic_write`)."""
     def write(tmp: str) -> None:
         with open(tmp, 'w', encoding='utf-8') as f:
             json.dump(obj, f, indent=indent)
@@ -47,6 +46,5 @@ def atomic_write_json(path: str, obj: Any, indent: Optional[int] = None) -> None
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` atomically (see :func:`atomic_write`)."""
     import torch
     atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -22,12 +22,6 @@ from efficientsam_plugins.models import eager_attention  # noqa: E402
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam  # noqa: E402
 
 
-def count_flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
 @torch.no_grad()
 def benchmark(config: str, attention: str, args) -> dict:
     model = build_efficient_sam(config).to(args.device)
@@ -43,12 +37,15 @@ def benchmark(config: str, attention: str, args) -> dict:
         predictor.set_image(frame)
         one_s = median_seconds(one, args.runs, args.warmup)
         many_s = median_seconds(many, args.runs, args.warmup)
+    flops = []
     with eager_attention():  # the fused kernel is invisible to the FLOP counter
-        encoder_flops = count_flops(encoder)
-        decoder_flops = count_flops(one)
+        for fn in (encoder, one):
+            with FlopCounterMode(display=False) as counter:
+                fn()
+            flops.append(counter.get_total_flops())
     return dict(model=f'EfficientSAM-{config.upper()}', attention=attention,
                 params=sum(p.numel() for p in model.parameters()),
-                encoder_gflops=encoder_flops / 1e9, decoder_gflops=decoder_flops / 1e9,
+                encoder_gflops=flops[0] / 1e9, decoder_gflops=flops[1] / 1e9,
                 encoder_ms=encoder_s * 1e3, first_box_ms=one_s * 1e3,
                 extra_box_ms=(many_s - one_s) / (args.queries - 1) * 1e3)
 
@@ -77,8 +74,7 @@ def main(argv=None) -> int:
     rows = []
     for config in args.models:
         for attention in args.attention:
-            r = benchmark(config, attention, args)
-            rows.append(r)
+            rows.append(r := benchmark(config, attention, args))
             print(f"| {r['model']} | {r['attention']} | {r['params']:,} | {r['encoder_gflops']:.1f} | "
                   f"{r['decoder_gflops']:.2f} | {r['encoder_ms']:.0f} | {r['first_box_ms']:.1f} | "
                   f"{r['extra_box_ms']:.1f} |", flush=True)

@@ -74,10 +74,9 @@ def make_step(model, images, samples):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step():
-        loss = model.loss(images, samples)['loss']
-        loss.backward()
+        model.loss(images, samples)['loss'].backward()
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
     return step
 
 
@@ -103,17 +102,15 @@ def main(argv=None):
     grid = args.img_size // 16
     images = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
     plain = [DataSample(metainfo=dict(sample_idx=i)) for i in range(args.batch_size)]
-    cached = [DataSample(metainfo=dict(sample_idx=i)) for i in range(args.batch_size)]
-    for sample in cached:
-        sample.set_field(torch.randn(256, grid, grid).half(), 'sami_target')
+    cached = [DataSample(metainfo=dict(sample_idx=i), sami_target=torch.randn(256, grid, grid).half())
+              for i in range(args.batch_size)]
     print(f'CPU, {torch.get_num_threads()} threads, batch {args.batch_size}, '
           f'{args.img_size}x{args.img_size}, {args.steps} steps after {args.warmup} warm-up')
     steps = {name: make_step(model, images, cached if name == 'sami_cached' else plain)
              for name, model in models.items()}
-    times = time_interleaved(steps, args.steps, args.warmup)
     results = {}
-    for name, values in times.items():
-        wall, cpu = [v[0] for v in values], [v[1] for v in values]
+    for name, values in time_interleaved(steps, args.steps, args.warmup).items():
+        wall, cpu = zip(*values)
         results[name] = dict(wall=min(wall), cpu=min(cpu))
         print(f'  {name:<24} wall: fastest {min(wall) * 1000:8.1f} ms, median '
               f'{statistics.median(wall) * 1000:8.1f} ms | CPU time: fastest {min(cpu) * 1000:8.1f} ms, '

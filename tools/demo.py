@@ -29,38 +29,8 @@ DEFAULT_POINT = (218.0, 210.0)
 COLORS = {'box': (30, 144, 255), 'point': (255, 64, 64)}
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, color, alpha: float = 0.5) -> Image.Image:
-    out = image.astype(np.float32)
-    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
-    return Image.fromarray(out.astype(np.uint8))
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--image', default=DEFAULT_IMAGE, help='RGB image (default: bundled COCO image)')
-    parser.add_argument('--model', default='ti', choices=['ti', 's'], help='EfficientSAM variant')
-    parser.add_argument('--checkpoint', help='EfficientSAM checkpoint: path, URL or zoo://NAME '
-                        '(default: the released weights from the model zoo)')
-    parser.add_argument('--random-weights', action='store_true', help='skip the download, random weights')
-    parser.add_argument('--box', type=float, nargs=4, metavar=('X1', 'Y1', 'X2', 'Y2'))
-    parser.add_argument('--point', type=float, nargs=2, metavar=('X', 'Y'))
-    parser.add_argument('--output', default=os.path.join('outputs', 'demo_overlay.png'))
-    parser.add_argument('--device', default='cpu', type=torch_device)
-    return parser.parse_args(argv)
-
-
-def load_image(path: str) -> np.ndarray:
-    """The RGB pixels of ``path``, or a ValueError naming the file when it is not a readable image."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert('RGB'))
-    except OSError as err:  # PIL's UnidentifiedImageError, truncated files, unreadable files
-        raise ValueError(f'cannot read image {path}: not an image file, or a damaged one ({err})') from err
-
-
 def check_output(path: str) -> None:
-    """Rejects an output the demo could not write (a folder, an unknown extension, a read-only or
-    file parent) before any work."""
+    """Rejects, before any work, an output the demo could not write."""
     if os.path.isdir(path):
         raise IsADirectoryError(f'--output {path} is a folder; give a file name such as overlay.png')
     extension = os.path.splitext(path)[1].lower()
@@ -76,11 +46,25 @@ def check_output(path: str) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--image', default=DEFAULT_IMAGE, help='RGB image (default: bundled COCO image)')
+    parser.add_argument('--model', default='ti', choices=['ti', 's'], help='EfficientSAM variant')
+    parser.add_argument('--checkpoint', help='EfficientSAM checkpoint: path, URL or zoo://NAME '
+                        '(default: the released weights from the model zoo)')
+    parser.add_argument('--random-weights', action='store_true', help='skip the download, random weights')
+    parser.add_argument('--box', type=float, nargs=4, metavar=('X1', 'Y1', 'X2', 'Y2'))
+    parser.add_argument('--point', type=float, nargs=2, metavar=('X', 'Y'))
+    parser.add_argument('--output', default=os.path.join('outputs', 'demo_overlay.png'))
+    parser.add_argument('--device', default='cpu', type=torch_device)
+    args = parser.parse_args(argv)
     if not os.path.isfile(args.image):
         raise FileNotFoundError(f'image not found: {args.image}')
     check_output(args.output)
-    image = load_image(args.image)
+    try:
+        with Image.open(args.image) as opened:
+            image = np.asarray(opened.convert('RGB'))
+    except OSError as err:  # PIL's UnidentifiedImageError, truncated files, unreadable files
+        raise ValueError(f'cannot read image {args.image}: not an image file, or a damaged one ({err})') from err
     default_image = os.path.abspath(args.image) == os.path.abspath(DEFAULT_IMAGE)
     box = args.box or (DEFAULT_BOX if default_image else None)
     point = args.point or (DEFAULT_POINT if default_image else None)
@@ -96,12 +80,10 @@ def main(argv=None) -> int:
         print('WARNING: running with RANDOM weights, so the masks below are meaningless; pass '
               '--checkpoint efficient_sam_vitt.pt (or connect to the network) for real masks.',
               file=sys.stderr)
-
     predictor = EfficientSamPredictor.from_pretrained(args.model, checkpoint, args.device)
     start = time.perf_counter()
     predictor.set_image(image)
     print(f'image {image.shape[1]}x{image.shape[0]} embedded in {time.perf_counter() - start:.2f}s')
-
     panels = []
     prompts = [('box', dict(boxes=[box]))] if box else []
     prompts += [('point', dict(points=[point]))] if point else []
@@ -110,7 +92,9 @@ def main(argv=None) -> int:
         best = int(scores[0].argmax())
         print(f'{kind} prompt: best of {masks.shape[1]} masks has predicted IoU {scores[0, best]:.3f}, '
               f'{int(masks[0, best].sum())} pixels')
-        panel = overlay(image, masks[0, best], COLORS[kind])
+        pixels, mask = image.astype(np.float32), masks[0, best]
+        pixels[mask] = 0.5 * pixels[mask] + 0.5 * np.asarray(COLORS[kind], np.float32)
+        panel = Image.fromarray(pixels.astype(np.uint8))
         draw = ImageDraw.Draw(panel)
         if kind == 'box':
             draw.rectangle(box, outline=COLORS[kind], width=3)
@@ -119,11 +103,8 @@ def main(argv=None) -> int:
             draw.ellipse((x - 6, y - 6, x + 6, y + 6), fill=COLORS[kind], outline=(255, 255, 255))
         panels.append(panel)
 
-    canvas = Image.new('RGB', (sum(p.width for p in panels), image.shape[0]))
-    for i, panel in enumerate(panels):
-        canvas.paste(panel, (i * image.shape[1], 0))
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    canvas.save(args.output)
+    Image.fromarray(np.concatenate([np.asarray(panel) for panel in panels], axis=1)).save(args.output)
     print(f'wrote {args.output}' + ('' if checkpoint else ' (random weights: masks are meaningless)'))
     return 0
 

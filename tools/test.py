@@ -14,24 +14,17 @@ from efficientsam_plugins.cli import CONFIG_ERRORS, run_tool  # noqa: E402
 from efficientsam_plugins.detectron2.launch import is_detectron2_config  # noqa: E402  (reads text only)
 
 
-def parse_args(argv=None):
-    from efficientsam_plugins.openmmlab.launch import add_common_arguments
-    parser = argparse.ArgumentParser(description='Test a checkpoint with an mmengine config')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and is_detectron2_config(argv[0]):
         from efficientsam_plugins.detectron2.launch import main_eval as detectron2_main_eval
         return detectron2_main_eval(argv)
-    from efficientsam_plugins.openmmlab.launch import build_runner, load_config
-    args = parse_args(argv)
+    from efficientsam_plugins.openmmlab.launch import add_common_arguments, build_runner, load_config
+    parser = argparse.ArgumentParser(description='Test a checkpoint with an mmengine config')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    args = add_common_arguments(parser).parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options,
                       launcher=args.launcher, checkpoint=args.checkpoint)
     return build_runner(cfg).test()

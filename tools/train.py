@@ -18,8 +18,12 @@ from efficientsam_plugins.cli import CONFIG_ERRORS, run_tool  # noqa: E402
 from efficientsam_plugins.detectron2.launch import is_detectron2_config  # noqa: E402  (reads text only)
 
 
-def parse_args(argv=None):
-    from efficientsam_plugins.openmmlab.launch import add_common_arguments
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and is_detectron2_config(argv[0]):
+        from efficientsam_plugins.detectron2.launch import main as detectron2_main
+        return detectron2_main(argv)
+    from efficientsam_plugins.openmmlab.launch import add_common_arguments, build_runner, load_config
     parser = argparse.ArgumentParser(description='Train a model from an mmengine config')
     parser.add_argument('config', help='config file')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
@@ -27,19 +31,8 @@ def parse_args(argv=None):
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr to the real batch size (the config\'s auto_scale_lr)')
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
+    args = add_common_arguments(parser).parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and is_detectron2_config(argv[0]):
-        from efficientsam_plugins.detectron2.launch import main as detectron2_main
-        return detectron2_main(argv)
-    from efficientsam_plugins.openmmlab.launch import build_runner, load_config
-    args = parse_args(argv)
     cfg = load_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options,
                       resume=args.resume, amp=args.amp, launcher=args.launcher,
                       auto_scale_lr=args.auto_scale_lr)

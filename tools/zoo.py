@@ -8,16 +8,12 @@
 Environment: EFFICIENTSAM_HOME, EFFICIENTSAM_OFFLINE, EFFICIENTSAM_ZOO_MANIFEST,
 EFFICIENTSAM_ZOO_MIRROR (see efficientsam_plugins/zoo/__init__.py).
 """
+import os
 import sys
-from pathlib import Path
 
-try:
-    from efficientsam_plugins.cli import run_tool
-    from efficientsam_plugins.zoo.cli import main
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from efficientsam_plugins.cli import run_tool
-    from efficientsam_plugins.zoo.cli import main
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from efficientsam_plugins.cli import run_tool  # noqa: E402
+from efficientsam_plugins.zoo.cli import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(run_tool(main))

@@ -8,7 +8,6 @@ INSTALL_HINT = (
 
 
 def require_detectron2() -> None:
-    """Imports detectron2 or raises an ImportError naming the missing package and how to install it."""
     try:
         import detectron2  # noqa: F401
     except ImportError as err:

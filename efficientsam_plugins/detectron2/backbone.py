@@ -1,12 +1,10 @@
 """The core ViT and simple feature pyramid as detectron2 ``Backbone`` s (LazyConfig and yacs).
 
-Both classes only wrap :class:`efficientsam_plugins.models.vit.ViT` and
-:class:`efficientsam_plugins.models.simple_pyramid.SimpleFeaturePyramid`. Inside a detector the
-ViT's parameters are named ``backbone.net.<core name>`` -- ViTDet's layout -- so the checkpoint
-converter and the layer-decay lr factor recognise them.
+Inside a detector the ViT's parameters are ``backbone.net.<core name>`` (ViTDet's layout), which
+the checkpoint converter and the layer-decay lr factor recognise.
 """
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 
@@ -23,12 +21,9 @@ from ..models.vit import VITDET_SETTINGS, ViT  # noqa: E402
 
 
 class SAMIViTNet(ViT, Backbone):
-    """The core ViT with ViTDet's settings as defaults (:data:`~efficientsam_plugins.models.vit.VITDET_SETTINGS`).
-
-    It *is* the core ViT (same parameters, same forward), plus detectron2's backbone interface:
-    ``forward`` returns ``{out_feature: [B, C, H/16, W/16]}``. ``**kwargs`` are the core ViT's
-    arguments (``img_size``, ``window_size``, ``global_attn_indexes``, ...), overriding ViTDet's.
-    """
+    """The core ViT (same parameters) with ViTDet's settings as defaults, which ``**kwargs`` (the
+    core ViT's arguments) override, and detectron2's backbone interface: ``forward`` returns
+    ``{out_feature: [B, C, H/16, W/16]}``."""
 
     def __init__(self, arch: str = 'b', out_feature: str = 'last_feat', **kwargs) -> None:
         super().__init__(arch=arch, **{**VITDET_SETTINGS, **kwargs})
@@ -50,17 +45,10 @@ class SAMIViTNet(ViT, Backbone):
 
 
 class SAMISimpleFeaturePyramid(Backbone):
-    """ViTDet's simple pyramid over a backbone's single map: ``p2..p5`` (+ max-pooled ``p6``).
-
-    Args:
-        net: a detectron2 backbone, normally :class:`SAMIViTNet`.
-        in_feature: the map of ``net`` to build the pyramid from.
-        out_channels: channels of every level.
-        scale_factors: level sizes relative to ``in_feature`` (4, 2, 1, 0.5 -> strides 4..32).
-        top_block: append the stride-64 level ``p6`` (Mask R-CNN's RPN uses it).
-        square_pad: pad every batch to this square size (1024 for LSJ training); 0 pads only to
-            :attr:`size_divisibility`.
-    """
+    """ViTDet's simple pyramid over ``net``'s map ``in_feature``: ``p2..p5`` for scale factors
+    4, 2, 1, 0.5, and with ``top_block`` a max-pooled ``p6`` (Mask R-CNN's RPN uses it).
+    ``square_pad``: pad every batch to this square size (1024 for LSJ training); 0 pads only to
+    :attr:`size_divisibility`."""
 
     def __init__(self, net: Backbone, in_feature: str = 'last_feat', out_channels: int = 256,
                  scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5), top_block: bool = True,
@@ -82,7 +70,7 @@ class SAMISimpleFeaturePyramid(Backbone):
         self._size_divisibility = strides[-1]
         if top_block:
             strides.append(2 * strides[-1])
-        self._out_features: List[str] = [f'p{int(math.log2(stride))}' for stride in strides]
+        self._out_features = [f'p{int(math.log2(stride))}' for stride in strides]
         self._out_feature_strides = dict(zip(self._out_features, strides))
         self._out_feature_channels = {name: out_channels for name in self._out_features}
         self._square_pad = square_pad
@@ -101,47 +89,32 @@ class SAMISimpleFeaturePyramid(Backbone):
         return dict(zip(self._out_features, levels))
 
 
+_PYRAMID_OPTIONS = ('OUT_CHANNELS', 'SCALE_FACTORS', 'TOP_BLOCK', 'SQUARE_PAD')
+
+
 def add_sami_config(cfg: CfgNode) -> CfgNode:
     """Adds ``cfg.MODEL.SAMI`` (the backbones' options, ViTDet-B defaults) to a yacs config."""
-    cfg.MODEL.SAMI = CfgNode()
-    cfg.MODEL.SAMI.ARCH = 'b'
-    cfg.MODEL.SAMI.IMG_SIZE = VITDET_SETTINGS['img_size']
-    cfg.MODEL.SAMI.PATCH_SIZE = 16
-    cfg.MODEL.SAMI.PRETRAIN_IMG_SIZE = 224
-    cfg.MODEL.SAMI.DROP_PATH_RATE = VITDET_SETTINGS['drop_path_rate']
-    cfg.MODEL.SAMI.WINDOW_SIZE = VITDET_SETTINGS['window_size']
-    cfg.MODEL.SAMI.GLOBAL_ATTN_INDEXES = list(VITDET_SETTINGS['global_attn_indexes'])
-    cfg.MODEL.SAMI.USE_REL_POS = VITDET_SETTINGS['use_rel_pos']
-    cfg.MODEL.SAMI.WITH_CP = False
-    cfg.MODEL.SAMI.OUT_CHANNELS = 256
-    cfg.MODEL.SAMI.SCALE_FACTORS = [4.0, 2.0, 1.0, 0.5]
-    cfg.MODEL.SAMI.TOP_BLOCK = True
-    cfg.MODEL.SAMI.SQUARE_PAD = 1024
+    cfg.MODEL.SAMI = CfgNode(dict(
+        ARCH='b', IMG_SIZE=VITDET_SETTINGS['img_size'], PATCH_SIZE=16, PRETRAIN_IMG_SIZE=224,
+        DROP_PATH_RATE=VITDET_SETTINGS['drop_path_rate'], WINDOW_SIZE=VITDET_SETTINGS['window_size'],
+        GLOBAL_ATTN_INDEXES=list(VITDET_SETTINGS['global_attn_indexes']),
+        USE_REL_POS=VITDET_SETTINGS['use_rel_pos'], WITH_CP=False, OUT_CHANNELS=256,
+        SCALE_FACTORS=[4.0, 2.0, 1.0, 0.5], TOP_BLOCK=True, SQUARE_PAD=1024))
     return cfg
-
-
-def _sami_options(cfg: CfgNode) -> CfgNode:
-    if 'SAMI' not in cfg.MODEL:
-        raise KeyError('cfg.MODEL.SAMI is missing: call efficientsam_plugins.detectron2.add_sami_config(cfg) '
-                       'before merging a config file that uses the SAMI backbones')
-    return cfg.MODEL.SAMI
 
 
 @BACKBONE_REGISTRY.register()
 def build_sami_vit_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SAMIViTNet:
     """``MODEL.BACKBONE.NAME = "build_sami_vit_backbone"``: the plain ViT (one stride-16 map)."""
-    sami = _sami_options(cfg)
-    return SAMIViTNet(arch=sami.ARCH, img_size=sami.IMG_SIZE, patch_size=sami.PATCH_SIZE,
-                      in_chans=input_shape.channels, drop_path_rate=sami.DROP_PATH_RATE,
-                      window_size=sami.WINDOW_SIZE, global_attn_indexes=sami.GLOBAL_ATTN_INDEXES,
-                      use_rel_pos=sami.USE_REL_POS, pretrain_img_size=sami.PRETRAIN_IMG_SIZE,
-                      with_cp=sami.WITH_CP)
+    if 'SAMI' not in cfg.MODEL:
+        raise KeyError('cfg.MODEL.SAMI is missing: call efficientsam_plugins.detectron2.add_sami_config(cfg) '
+                       'before merging a config file that uses the SAMI backbones')
+    return SAMIViTNet(in_chans=input_shape.channels, **{  # every other option is a ViT argument, upper-case
+        key.lower(): value for key, value in cfg.MODEL.SAMI.items() if key not in _PYRAMID_OPTIONS})
 
 
 @BACKBONE_REGISTRY.register()
 def build_sami_vitdet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> SAMISimpleFeaturePyramid:
     """``MODEL.BACKBONE.NAME = "build_sami_vitdet_backbone"``: ViT + simple pyramid (``p2``-``p6``)."""
-    sami = _sami_options(cfg)
-    return SAMISimpleFeaturePyramid(build_sami_vit_backbone(cfg, input_shape),
-                                    out_channels=sami.OUT_CHANNELS, scale_factors=sami.SCALE_FACTORS,
-                                    top_block=sami.TOP_BLOCK, square_pad=sami.SQUARE_PAD)
+    net = build_sami_vit_backbone(cfg, input_shape)
+    return SAMISimpleFeaturePyramid(net, **{key.lower(): cfg.MODEL.SAMI[key] for key in _PYRAMID_OPTIONS})

@@ -1,15 +1,7 @@
-"""detectron2 checkpoint loading for SAMI pretraining, EfficientSAM, MAE/timm and model-zoo weights.
-
-:class:`SAMICheckpointer` is a ``DetectionCheckpointer`` that converts ViT-only checkpoints with
-the project's one converter (:func:`efficientsam_plugins.models.convert.vit_state_dict`) and maps
-them under the detector's ViT (``backbone.net.``), resizing position tables and reporting what it
-leaves at initialisation. Checkpoints of the whole detector (resume, ``--eval-only``) load as
-saved. Importing this module registers ``zoo://NAME`` with detectron2's ``PathManager``.
-"""
+"""detectron2 checkpoint loading for SAMI pretraining, EfficientSAM, MAE/timm and model-zoo weights;
+importing this module registers ``zoo://NAME`` with detectron2's ``PathManager``."""
 import importlib.util
-from typing import Any, Dict, Optional, Tuple
-
-import torch.nn as nn
+from typing import Any, Dict
 
 from ._dependency import require_detectron2
 
@@ -42,29 +34,19 @@ class ZooPathHandler(PathHandler):
 PathManager.register_handler(ZooPathHandler())
 
 
-def find_vit(model: nn.Module) -> Tuple[Optional[ViT], str]:
-    """The model's (first) core ViT and the prefix of its parameters, e.g. ``'backbone.net.'``."""
-    for name, module in model.named_modules():
-        if isinstance(module, ViT):
-            return module, f'{name}.' if name else ''
-    return None, ''
-
-
 class SAMICheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` that also loads ViT-only checkpoints into the detector's ViT.
 
-    Recognised: SAMI pretraining / mmengine (``backbone.``, under ``state_dict``), official
-    EfficientSAM (``image_encoder.``, under ``model``), MAE/timm (no prefix), as paths, URLs or
-    ``zoo://NAME``, and ViT-only detectron2 checkpoints (``backbone.net.``, e.g. from
-    ``tools/convert_checkpoint.py --target detectron2``). The keys of the ViT that the checkpoint does not provide (relative-position
-    tables) are logged; everything outside the ViT (pyramid, heads) stays at its initialisation,
-    which detectron2 logs as usual.
+    ViT-only checkpoints -- SAMI pretraining (``backbone.``), official EfficientSAM
+    (``image_encoder.``), MAE/timm (no prefix), ``tools/convert_checkpoint.py --target detectron2``
+    (``backbone.net.``) -- go through the one converter (``models.convert.vit_state_dict``: position
+    tables resized, ViT keys it lacks logged); the detector's other parts stay initialised.
+    Checkpoints of the whole detector (resume, ``--eval-only``) load as saved.
     """
 
     def _torch_load(self, filename: str) -> Dict[str, Any]:
-        """The package's reader (``weights_only``, errors naming the file), also admitting the
-        message-hub and numpy objects of mmengine checkpoints (SAMI pretraining) where mmengine is
-        installed, see :mod:`efficientsam_plugins.openmmlab.checkpoints`."""
+        """The package's reader (``weights_only``), admitting mmengine checkpoints' message hub where
+        mmengine is installed (SAMI pretraining, see :mod:`..openmmlab.checkpoints`)."""
         if importlib.util.find_spec('mmengine') is not None:
             from ..openmmlab.checkpoints import enable_weights_only_checkpoints
             enable_weights_only_checkpoints()
@@ -72,9 +54,10 @@ class SAMICheckpointer(DetectionCheckpointer):
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         loaded = super()._load_file(filename)
-        vit, vit_prefix = find_vit(self.model)
+        name, vit = next(((n, m) for n, m in self.model.named_modules() if isinstance(m, ViT)), ('', None))
         if vit is None:
             return loaded
+        vit_prefix = f'{name}.' if name else ''  # e.g. 'backbone.net.'
         try:
             state_dict = extract_state_dict(loaded['model'])
             source_prefix = find_vit_prefix(state_dict)

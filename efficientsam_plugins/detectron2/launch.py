@@ -22,22 +22,10 @@ _RELATIVE_IMPORT = re.compile(r'^\s*from\s+(\.+)([\w.]*)\s+import\b', re.M)
 logger = logging.getLogger('detectron2')
 
 
-def _relative_import_targets(path: str, text: str) -> List[str]:
-    """Files named by ``from .x import ...`` / ``from ..common.y import ...`` (LazyConfig inheritance)."""
-    targets = []
-    for dots, name in _RELATIVE_IMPORT.findall(text):
-        base = os.path.dirname(path)
-        for _ in range(len(dots) - 1):
-            base = os.path.dirname(base)
-        if name:
-            targets.append(os.path.join(base, *name.split('.')) + '.py')
-    return targets
-
-
 def is_detectron2_config(path: str, _seen: Optional[Set[str]] = None) -> bool:
     """True for a detectron2 LazyConfig: a ``.py`` file that imports detectron2 (or this adapter),
-    directly or through the configs it imports relatively, and has no mmengine config markers
-    (``_base_ = ...``, ``read_base()``)."""
+    directly or through the configs it imports relatively (LazyConfig inheritance), and has no
+    mmengine config markers (``_base_ = ...``, ``read_base()``)."""
     path = os.path.abspath(os.fspath(path))
     seen = set() if _seen is None else _seen
     if path in seen or not path.endswith('.py') or not os.path.isfile(path):
@@ -49,48 +37,9 @@ def is_detectron2_config(path: str, _seen: Optional[Set[str]] = None) -> bool:
         return False
     if _DETECTRON2_IMPORT.search(text):
         return True
-    return any(is_detectron2_config(target, seen) for target in _relative_import_targets(path, text))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description='Train (or with --eval-only evaluate) a detectron2 LazyConfig.',
-        epilog='Example: tools/train.py configs/detectron2/vitdet/sami_ti_coco.py --num-gpus 8 '
-               'train.init_checkpoint=zoo://efficientsam_ti')
-    parser.add_argument('config_file', metavar='CONFIG', help='detectron2 LazyConfig (.py)')
-    parser.add_argument('--num-gpus', type=positive_int, default=1, help='GPUs per machine (processes to start)')
-    parser.add_argument('--num-machines', type=positive_int, default=1)
-    parser.add_argument('--machine-rank', type=non_negative_int, default=0)
-    parser.add_argument('--dist-url', default='auto',
-                        help='initialisation URL of the process group ("auto" on one machine)')
-    parser.add_argument('--resume', action='store_true',
-                        help='continue from the last checkpoint in train.output_dir (when there is one)')
-    parser.add_argument('--eval-only', action='store_true',
-                        help='only evaluate the weights of train.init_checkpoint (or, with --resume, '
-                             'the last checkpoint) with the config\'s evaluator')
-    parser.add_argument('opts', nargs='*', default=[], metavar='KEY=VALUE',
-                        help='config overrides, e.g. train.init_checkpoint=PATH (before or after the options)')
-    return parser
-
-
-def _fit_to_device(cfg) -> None:
-    """Without CUDA: train on CPU without AMP (detectron2's AMPTrainer requires CUDA)."""
-    import torch
-    if str(cfg.train.device).startswith('cuda') and not torch.cuda.is_available():
-        logger.warning('CUDA is not available: running on CPU with train.amp.enabled=False')
-        cfg.train.device = 'cpu'
-        cfg.train.amp.enabled = False
-        cfg.train.ddp.fp16_compression = False
-
-
-def _plain_hyperparameters(optimizer) -> None:
-    """Turns omegaconf lists (AdamW ``betas`` from a LazyConfig) into tuples, so that checkpoints hold
-    only plain types and load with ``torch.load(weights_only=True)`` (the default since torch 2.6)."""
-    from omegaconf import ListConfig
-    for hyperparameters in [optimizer.defaults, *optimizer.param_groups]:
-        for key, value in hyperparameters.items():
-            if isinstance(value, ListConfig):
-                hyperparameters[key] = tuple(value)
+    folder = os.path.dirname(path)  # `from ..common.y import` -> ../common/y.py
+    return any(is_detectron2_config(os.path.join(folder, *['..'] * (len(dots) - 1), *name.split('.')) + '.py', seen)
+               for dots, name in _RELATIVE_IMPORT.findall(text) if name)
 
 
 def evaluate(cfg, model) -> dict:
@@ -110,24 +59,44 @@ def evaluate(cfg, model) -> dict:
     return results
 
 
-def _train(args: argparse.Namespace, cfg) -> None:
-    from detectron2.config import instantiate
-    from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
+def _run(args: argparse.Namespace):
+    """One process's work (``detectron2.engine.launch`` starts one per GPU)."""
+    import torch
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, default_writers, hooks
     from detectron2.engine.defaults import create_ddp_model
     from detectron2.utils import comm
+    from omegaconf import ListConfig
 
     from .checkpoint import SAMICheckpointer
 
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    if str(cfg.train.device).startswith('cuda') and not torch.cuda.is_available():
+        logger.warning('CUDA is not available: running on CPU with train.amp.enabled=False')
+        cfg.train.device = 'cpu'  # and no AMP: detectron2's AMPTrainer requires CUDA
+        cfg.train.amp.enabled = cfg.train.ddp.fp16_compression = False
+    default_setup(cfg, args)
     model = instantiate(cfg.model)
+    if args.eval_only:
+        model = create_ddp_model(model.to(cfg.train.device))
+        checkpointer = SAMICheckpointer(model, cfg.train.output_dir)
+        if not cfg.train.init_checkpoint and not (args.resume and checkpointer.has_checkpoint()):
+            raise ValueError('--eval-only needs weights: train.init_checkpoint=PATH (or --resume with a '
+                             f'checkpoint in {cfg.train.output_dir})')
+        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+        return evaluate(cfg, model)
+
     logger.info(f'Model:\n{model}')
     model.to(cfg.train.device)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
-    _plain_hyperparameters(optimizer)
+    # omegaconf lists (AdamW betas) as tuples, so checkpoints load with torch.load(weights_only=True)
+    for hyperparameters in [optimizer.defaults, *optimizer.param_groups]:
+        hyperparameters.update({key: tuple(value) for key, value in hyperparameters.items()
+                                if isinstance(value, ListConfig)})
     train_loader = instantiate(cfg.dataloader.train)
     model = create_ddp_model(model, **cfg.train.ddp)
-    trainer_class = AMPTrainer if cfg.train.amp.enabled else SimpleTrainer
-    trainer = trainer_class(model, train_loader, optimizer)
+    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optimizer)
     checkpointer = SAMICheckpointer(model, cfg.train.output_dir, trainer=trainer)
     main_process = comm.is_main_process()
     trainer.register_hooks([
@@ -138,64 +107,43 @@ def _train(args: argparse.Namespace, cfg) -> None:
         hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter),
                              period=cfg.train.log_period) if main_process else None,
     ])
-    if not cfg.train.init_checkpoint and not (args.resume and checkpointer.has_checkpoint()):
+    resuming = args.resume and checkpointer.has_checkpoint()
+    if not cfg.train.init_checkpoint and not resuming:
         logger.warning('train.init_checkpoint is empty: the backbone starts from random weights; pass '
                        'train.init_checkpoint=<SAMI checkpoint | EfficientSAM checkpoint | zoo://NAME>')
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
-    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
-    trainer.train(start_iter, cfg.train.max_iter)
-
-
-def _evaluate_only(args: argparse.Namespace, cfg) -> dict:
-    from detectron2.config import instantiate
-    from detectron2.engine.defaults import create_ddp_model
-
-    from .checkpoint import SAMICheckpointer
-
-    model = instantiate(cfg.model)
-    model.to(cfg.train.device)
-    model = create_ddp_model(model)
-    checkpointer = SAMICheckpointer(model, cfg.train.output_dir)
-    if not cfg.train.init_checkpoint and not (args.resume and checkpointer.has_checkpoint()):
-        raise ValueError('--eval-only needs weights: train.init_checkpoint=PATH (or --resume with a '
-                         f'checkpoint in {cfg.train.output_dir})')
-    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
-    return evaluate(cfg, model)
-
-
-def _run(args: argparse.Namespace) -> None:
-    """One process's work (``detectron2.engine.launch`` starts one per GPU)."""
-    from detectron2.config import LazyConfig
-    from detectron2.engine import default_setup
-
-    cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    _fit_to_device(cfg)
-    default_setup(cfg, args)
-    if args.eval_only:
-        _evaluate_only(args, cfg)
-    else:
-        _train(args, cfg)
-
-
-def _check_init_checkpoint(opts: List[str]) -> None:
-    """Fails at once on a local ``train.init_checkpoint`` that does not exist, rather than after
-    detectron2 has started its processes and built the model."""
-    for option in opts:
-        key, _, value = option.partition('=')
-        value = value.strip().strip('\'"')  # detectron2 also accepts the value as a Python literal
-        if key == 'train.init_checkpoint' and value not in ('', 'None') and '://' not in value \
-                and not os.path.isfile(value):
-            raise FileNotFoundError(f'train.init_checkpoint not found: {value}')
+    trainer.train(trainer.iter + 1 if resuming else 0, cfg.train.max_iter)
 
 
 def main(argv: List[str]) -> int:
     """``CONFIG [--num-gpus N] [--num-machines N --machine-rank R --dist-url URL] [--resume]
     [--eval-only] [key=value ...]``; returns the exit status."""
-    args = build_parser().parse_intermixed_args(argv)
+    parser = argparse.ArgumentParser(
+        description='Train (or with --eval-only evaluate) a detectron2 LazyConfig.',
+        epilog='Example: tools/train.py configs/detectron2/vitdet/sami_ti_coco.py --num-gpus 8 '
+               'train.init_checkpoint=zoo://efficientsam_ti')
+    parser.add_argument('config_file', metavar='CONFIG', help='detectron2 LazyConfig (.py)')
+    parser.add_argument('--num-gpus', type=positive_int, default=1, help='GPUs per machine (processes to start)')
+    parser.add_argument('--num-machines', type=positive_int, default=1)
+    parser.add_argument('--machine-rank', type=non_negative_int, default=0)
+    parser.add_argument('--dist-url', default='auto',
+                        help='initialisation URL of the process group ("auto" on one machine)')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from the last checkpoint in train.output_dir (when there is one)')
+    parser.add_argument('--eval-only', action='store_true',
+                        help='only evaluate the weights of train.init_checkpoint (or, with --resume, '
+                             'the last checkpoint) with the config\'s evaluator')
+    parser.add_argument('opts', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='config overrides, e.g. train.init_checkpoint=PATH (before or after the options)')
+    args = parser.parse_intermixed_args(argv)
     if not is_detectron2_config(args.config_file):
         raise ValueError(f'{args.config_file} is not a detectron2 LazyConfig (a .py file importing detectron2)')
-    _check_init_checkpoint(args.opts)
+    for option in args.opts:  # a missing local file fails now, not after starting processes and the model
+        key, _, value = option.partition('=')
+        value = value.strip().strip('\'"')  # detectron2 also accepts the value as a Python literal
+        if key == 'train.init_checkpoint' and value not in ('', 'None') and '://' not in value \
+                and not os.path.isfile(value):
+            raise FileNotFoundError(f'train.init_checkpoint not found: {value}')
     from ._dependency import require_detectron2
     require_detectron2()
     from detectron2.engine import launch
@@ -212,8 +160,3 @@ def main_eval(argv: List[str]) -> int:
     if len(argv) >= 2 and not argv[1].startswith('-') and '=' not in argv[1]:
         argv = [argv[0], f'train.init_checkpoint={argv[1]}'] + argv[2:]
     return main(['--eval-only'] + argv)
-
-
-if __name__ == '__main__':
-    import sys
-    sys.exit(main(sys.argv[1:]))

@@ -6,15 +6,12 @@ Needs only torch (no detectron2), so configs and tests can use it anywhere.
 """
 from ..models.vit import layer_decay_scale, vit_layer_depth
 
-VITDET_PREFIX = 'backbone.net.'
-
 
 def vit_lr_decay_rate(name: str, lr_decay_rate: float = 1.0, num_layers: int = 12,
-                      prefix: str = VITDET_PREFIX) -> float:
+                      prefix: str = 'backbone.net.') -> float:
     """lr factor of parameter ``name``: ``lr_decay_rate ** (depth + 1 - layer)``.
 
-    Layers are the ViT's (``prefix`` + ``pos_embed``/``patch_embed`` 0, ``blocks.i`` i+1);
-    every parameter outside the ViT (pyramid, RPN, heads) keeps factor 1. ``num_layers`` is the
-    number of ViT blocks (12 for Ti, S and B), as in detectron2's ``get_vit_lr_decay_rate``.
+    Layers are the ViT's (``pos_embed``/``patch_embed`` 0, ``blocks.i`` i+1, ``num_layers`` blocks);
+    parameters outside the ViT (pyramid, RPN, heads) keep 1, as in detectron2's ``get_vit_lr_decay_rate``.
     """
     return layer_decay_scale(*vit_layer_depth(name, num_layers, prefix), lr_decay_rate)

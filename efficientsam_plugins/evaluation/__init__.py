@@ -1,7 +1,6 @@
 """Zero-shot evaluation of promptable segmentation (box/click mIoU) and of box-prompted instance
-segmentation (mask AP), shared by ``tools/eval_promptable.py``, ``tools/eval_zero_shot.py`` and
-the mmengine metric in :mod:`.metric` (imported only by configs, so this package needs no
-mmengine; pycocotools and OpenCV are imported when first used).
+segmentation (mask AP), shared by the tools and the mmengine metric in ``openmmlab/metric.py``
+(this package needs no mmengine; pycocotools and OpenCV are imported when first used).
 """
 from .clicks import center_click, next_positive_click, random_click
 from .dataset import ImageInfo, Instance, InstanceDataset, load_rgb_image

@@ -66,15 +66,11 @@ def load_rgb_image(path: str, expected_hw: Optional[Sequence[int]] = None) -> np
 
 
 class InstanceDataset:
-    """Images and non-crowd instance masks of a COCO- or LVIS-format annotation file.
+    """Images and non-crowd instance masks of a COCO- or LVIS-format annotation file; ``api`` is
+    its pycocotools ``COCO`` object.
 
-    Args:
-        ann_file: instances JSON.
-        img_dir: folder of the images; LVIS images (named by ``coco_url``) are looked up as
-            ``img_dir/<split>/<name>`` and then ``img_dir/<name>``.
-        data_format: ``auto`` (LVIS when the images carry LVIS fields), ``coco`` or ``lvis``.
-
-    ``api`` is the file's pycocotools ``COCO`` object.
+    LVIS images (named by ``coco_url``) are looked up as ``img_dir/<split>/<name>``, then
+    ``img_dir/<name>``; ``data_format='auto'`` means LVIS when the images carry LVIS fields.
     """
 
     def __init__(self, ann_file: str, img_dir: str, data_format: str = 'auto') -> None:

@@ -1,35 +1,21 @@
 """Binary-mask utilities shared by the evaluation tools: RLE, boxes, IoU, size buckets."""
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List
 
 import numpy as np
 
-# COCO's area thresholds (in pixels of the ground-truth mask): small < 32^2 <= medium < 96^2 <= large.
-SMALL_AREA, LARGE_AREA = 32 ** 2, 96 ** 2
 SIZE_BUCKETS = ('small', 'medium', 'large')
-
-
-def coco_mask_api():
-    """``pycocotools.mask``, imported on first use so the package imports without it."""
-    try:
-        from pycocotools import mask as mask_api
-    except ImportError as err:
-        raise ImportError('the evaluation tools need pycocotools to read COCO/LVIS masks: '
-                          'pip install pycocotools (pinned in requirements.txt)') from err
-    return mask_api
 
 
 def encode_mask(mask: np.ndarray) -> Dict[str, Any]:
     """Bool ``[H, W]`` to JSON-ready compressed RLE ``{"size": [H, W], "counts": str}``."""
-    rle = coco_mask_api().encode(np.asfortranarray(mask.astype(np.uint8)))
+    from pycocotools import mask as mask_api
+    rle = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {'size': [int(s) for s in rle['size']], 'counts': rle['counts'].decode('ascii')}
 
 
 def tight_box(mask: np.ndarray) -> List[float]:
     """Pixel-edge box ``[x1, y1, x2, y2]`` of a non-empty mask (COCO's convention: x2 = last column + 1)."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        raise ValueError('tight_box of an empty mask')
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
 
 
@@ -42,12 +28,5 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def size_bucket(area: float) -> str:
-    """COCO size class of a ground-truth mask area."""
-    if area < SMALL_AREA:
-        return 'small'
-    return 'medium' if area < LARGE_AREA else 'large'
-
-
-def xywh_to_xyxy(box: Sequence[float]) -> Tuple[float, float, float, float]:
-    x, y, w, h = (float(v) for v in box)
-    return x, y, x + w, y + h
+    """COCO size class of a ground-truth mask area: small < 32^2 <= medium < 96^2 <= large."""
+    return 'small' if area < 32 ** 2 else 'medium' if area < 96 ** 2 else 'large'

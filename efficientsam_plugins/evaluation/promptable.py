@@ -1,9 +1,6 @@
-"""Promptable (box / click) mIoU evaluation: every non-crowd ground-truth instance is prompted
-with its tight box and with 1..K simulated clicks, and the returned mask is scored by IoU.
-
-All prompts of an image share one image embedding: the boxes go in one decoder call, and the
-clicks of every instance go in one call per click round (points ``[Q, k, 2]``). Click rules are
-documented in :mod:`.clicks`.
+"""Promptable mIoU: every non-crowd ground-truth instance is prompted with its tight box and with
+1..K simulated clicks (:mod:`.clicks`), and the returned mask is scored by IoU. All prompts of an
+image share one ``set_image``: the boxes go in one call, the clicks in one call per click round.
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -11,8 +8,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from .clicks import (CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS, click_rng, first_click, later_click,
-                     parse_click_counts)
+from .clicks import (CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS, center_click, click_rng, next_positive_click,
+                     random_click)
 from .dataset import ImageInfo, Instance, InstanceDataset
 from .masks import SIZE_BUCKETS, encode_mask, mask_iou, tight_box
 from .segmenters import PromptBatch, Segmenter
@@ -28,7 +25,9 @@ class PromptProtocol:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.clicks = parse_click_counts(self.clicks)
+        self.clicks = tuple(sorted({int(v) for v in self.clicks}))
+        if any(c < 1 for c in self.clicks):
+            raise ValueError(f'click counts must be >= 1, got {list(self.clicks)}')
         if self.click_protocol not in CLICK_PROTOCOLS:
             raise ValueError(f'unknown click protocol {self.click_protocol!r}; expected one of {CLICK_PROTOCOLS}')
         if self.later_clicks not in LATER_CLICK_PROTOCOLS:
@@ -48,15 +47,10 @@ def click_name(k: int) -> str:
 
 def parse_prompts(spec: Sequence[str]) -> Tuple[bool, Tuple[int, ...]]:
     """``['box', '1', '3']`` to ``(True, (1, 3))``."""
-    box, clicks = False, []
-    for item in spec:
-        if item == 'box':
-            box = True
-        elif item.isdigit() and int(item) > 0:
-            clicks.append(int(item))
-        else:
-            raise ValueError(f'unknown prompt {item!r}: use "box" or a number of clicks such as 1 or 3')
-    return box, tuple(clicks)
+    bad = [item for item in spec if item != 'box' and not (item.isdigit() and int(item) > 0)]
+    if bad:
+        raise ValueError(f'unknown prompt {bad[0]!r}: use "box" or a number of clicks such as 1 or 3')
+    return 'box' in spec, tuple(int(item) for item in spec if item != 'box')
 
 
 def _record(info: ImageInfo, inst: Instance, name: str, prompt: Dict[str, Any], mask: np.ndarray,
@@ -76,45 +70,36 @@ def evaluate_image(segmenter: Segmenter, info: ImageInfo, image: Optional[np.nda
     if not instances:
         return []
     segmenter.set_image(image, info)
-    keys = [inst.annotation_id for inst in instances]
     records = []
     if protocol.box:
         boxes = np.array([tight_box(inst.mask) for inst in instances], dtype=np.float32)
-        result = segmenter.segment(PromptBatch(keys, boxes=boxes))
+        result = segmenter.segment(PromptBatch([inst.annotation_id for inst in instances], boxes=boxes))
         for inst, box, mask, score in zip(instances, boxes, result.masks, result.scores):
             records.append(_record(info, inst, 'box', {'box': box.tolist()}, mask, score, keep_masks))
-    if protocol.clicks:
-        records += _evaluate_clicks(segmenter, info, instances, protocol, keep_masks)
-    return records
-
-
-def _evaluate_clicks(segmenter: Segmenter, info: ImageInfo, instances: Sequence[Instance],
-                     protocol: PromptProtocol, keep_masks: bool) -> List[Dict[str, Any]]:
+    if not protocol.clicks:
+        return records
     rngs = [click_rng(protocol.seed, info.id, inst.annotation_id) for inst in instances]
-    clicks = [[first_click(inst.mask, protocol.click_protocol, rng)] for inst, rng in zip(instances, rngs)]
+    clicks = [[center_click(inst.mask) if protocol.click_protocol == 'center' else random_click(inst.mask, rng)]
+              for inst, rng in zip(instances, rngs)]
     predictions: List[Optional[np.ndarray]] = [None] * len(instances)
     scores = [0.0] * len(instances)
     active = list(range(len(instances)))
-    records = []
     for round_ in range(1, max(protocol.clicks) + 1):
         if round_ > 1:
-            still_active = []
+            new = {i: next_positive_click(predictions[i], instances[i].mask) if protocol.later_clicks == 'error'
+                   else random_click(instances[i].mask, rngs[i]) for i in active}
+            active = [i for i in active if new[i] is not None]
             for i in active:
-                click = later_click(predictions[i], instances[i].mask, protocol.later_clicks, rngs[i])
-                if click is not None:
-                    clicks[i].append(click)
-                    still_active.append(i)
-            active = still_active
+                clicks[i].append(new[i])
         if active:
             points = np.array([clicks[i] for i in active], dtype=np.float32)
             result = segmenter.segment(PromptBatch([instances[i].annotation_id for i in active], points=points))
             for j, i in enumerate(active):
                 predictions[i], scores[i] = result.masks[j], float(result.scores[j])
         if round_ in protocol.clicks:
-            name = click_name(round_)
             for inst, pts, mask, score in zip(instances, clicks, predictions, scores):
-                records.append(_record(info, inst, name, {'points': [list(p) for p in pts]}, mask,
-                                       score, keep_masks))
+                records.append(_record(info, inst, click_name(round_), {'points': [list(p) for p in pts]},
+                                       mask, score, keep_masks))
     return records
 
 
@@ -139,32 +124,26 @@ def evaluate_dataset(dataset: InstanceDataset, segmenter: Segmenter, protocol: P
     bar = tqdm(ids, unit='image', disable=not progress)
     records, empty = [], []
     for image_id in bar:
-        info = dataset.images[image_id]
         instances, empty_ids = dataset.instances(image_id)
         empty += empty_ids
         if instances:
             image = dataset.load_image(image_id) if segmenter.needs_image else None
-            records += evaluate_image(segmenter, info, image, instances, protocol, keep_masks)
+            records += evaluate_image(segmenter, dataset.images[image_id], image, instances, protocol, keep_masks)
         bar.set_postfix_str(f'{len(records)} prompts', refresh=False)
     return EvaluationResult(records, summarize(records, protocol.prompt_names), len(ids), empty)
 
 
 def summarize(records: Sequence[Dict[str, Any]], prompt_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """mIoU per prompt, overall and per COCO size (None where a bucket has no instance)."""
-    names = list(prompt_names) if prompt_names is not None else sorted({r['prompt_name'] for r in records})
+    def entry(ious):
+        return {'mIoU': float(np.mean(ious)) if ious else None, 'num_instances': len(ious)}
+
     summary = {}
-    for name in names:
-        ious = [r for r in records if r['prompt_name'] == name]
-        entry = {'mIoU': _mean([r['iou'] for r in ious]), 'num_instances': len(ious)}
-        for bucket in SIZE_BUCKETS:
-            values = [r['iou'] for r in ious if r['size'] == bucket]
-            entry[bucket] = {'mIoU': _mean(values), 'num_instances': len(values)}
-        summary[name] = entry
+    for name in prompt_names if prompt_names is not None else sorted({r['prompt_name'] for r in records}):
+        rows = [r for r in records if r['prompt_name'] == name]
+        summary[name] = dict(entry([r['iou'] for r in rows]),
+                             **{b: entry([r['iou'] for r in rows if r['size'] == b]) for b in SIZE_BUCKETS})
     return summary
-
-
-def _mean(values: Sequence[float]) -> Optional[float]:
-    return float(np.mean(values)) if len(values) else None
 
 
 def format_table(summary: Dict[str, Any]) -> str:

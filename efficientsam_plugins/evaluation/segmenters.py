@@ -1,11 +1,11 @@
-"""The "predict" step of the evaluation tools, behind one small interface.
+"""The "predict" step of the evaluation tools: an image, then batches of prompts, one mask each.
 
-A segmenter gets an image, then batches of prompts for that image, and returns one mask per
-prompt. :class:`PredictorSegmenter` runs any predictor of the common interface (EfficientSAM,
-SqueezeSAM, ...); :class:`GroundTruthSegmenter` and :class:`BoxFillSegmenter` answer from the
-annotations, so the tools' bookkeeping can be checked against known results (oracle masks score
-1.0; box-filled masks score their exact IoU).
+:class:`PredictorSegmenter` runs any predictor of the common interface; :class:`GroundTruthSegmenter`
+and :class:`BoxFillSegmenter` answer from the annotations, so the tools' bookkeeping can be checked
+against known results (oracle masks score 1.0; box-filled masks score their exact IoU).
 """
+import json
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -13,31 +13,17 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..models.predictor import Predictor
-from .dataset import ImageInfo, InstanceDataset
+from .dataset import ImageInfo, InstanceDataset, read_json
 
 
 @dataclass
 class PromptBatch:
-    """The prompts of one image: each query has a box and/or positive points.
-
-    keys: one id per query (the annotation id in promptable evaluation, the detection index in
-        zero-shot evaluation); model-based segmenters ignore them.
-    boxes: ``[Q, 4]`` (x1, y1, x2, y2) pixels; points: ``[Q, N, 2]`` (x, y) pixels, all positive.
-    """
+    """The prompts of one image, one query per key (the annotation id in promptable evaluation, the
+    detection index in zero-shot evaluation; model-based segmenters ignore keys): boxes ``[Q, 4]``
+    (x1, y1, x2, y2) and/or all-positive points ``[Q, N, 2]`` (x, y), in pixels."""
     keys: List[int]
     boxes: Optional[np.ndarray] = None
     points: Optional[np.ndarray] = None
-
-    def __post_init__(self) -> None:
-        if self.boxes is None and self.points is None:
-            raise ValueError('a prompt batch needs boxes and/or points')
-        for name, value, shape in (('boxes', self.boxes, (4,)), ('points', self.points, (None, 2))):
-            if value is None:
-                continue
-            value = np.asarray(value, dtype=np.float32)
-            setattr(self, name, value)
-            if value.ndim != 1 + len(shape) or value.shape[0] != len(self.keys) or value.shape[-1] != shape[-1]:
-                raise ValueError(f'{name} of shape {value.shape} for {len(self.keys)} queries')
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -101,9 +87,6 @@ class GroundTruthSegmenter(Segmenter):
         self._masks = {inst.annotation_id: inst.mask for inst in instances}
 
     def segment(self, prompts: PromptBatch) -> Segmentation:
-        unknown = [k for k in prompts.keys if k not in self._masks]
-        if unknown:
-            raise KeyError(f'no ground-truth mask for keys {unknown[:5]} in the current image')
         return Segmentation(np.stack([self._masks[k] for k in prompts.keys]), np.ones(len(prompts)))
 
 
@@ -127,23 +110,18 @@ class BoxFillSegmenter(Segmenter):
 def parse_model_config(spec: str):
     """``ti`` / ``s``, a JSON object of architecture overrides, the path of a JSON file, or a
     finetuning config ``.py`` (its ``model.model_config``), for command-line tools."""
-    import json
-    import os
     text = spec.strip()
     if text.endswith(('.json', '.py')) and not os.path.isfile(text):
         raise FileNotFoundError(f'model config file not found: {text}')
     if text.endswith('.py'):
         from mmengine.config import Config
         return Config.fromfile(text).model.get('model_config', 'ti')
-    try:
-        if text.startswith('{'):
-            return json.loads(text)
-        if not text.endswith('.json'):
-            return text
-        with open(text, encoding='utf-8') as f:
-            config = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f'model config {text} is not valid JSON: {err}') from err
+    if not text.endswith('.json'):
+        try:
+            return json.loads(text) if text.startswith('{') else text
+        except json.JSONDecodeError as err:
+            raise ValueError(f'model config {text} is not valid JSON: {err}') from err
+    config = read_json(text, 'model config')
     if not isinstance(config, dict):
         raise ValueError(f'model config file {text} must hold a JSON object of architecture '
                          f'settings, got a {type(config).__name__}')

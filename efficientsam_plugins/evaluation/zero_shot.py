@@ -11,12 +11,13 @@ import io
 import math
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Tuple
+from unittest import mock
 
 import numpy as np
 from tqdm import tqdm
 
 from .dataset import InstanceDataset, read_json
-from .masks import encode_mask, xywh_to_xyxy
+from .masks import encode_mask
 from .segmenters import PromptBatch, Segmenter
 
 COCO_METRICS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
@@ -30,12 +31,8 @@ def _finite_number(value: Any) -> bool:
 
 def load_detections(path: str, dataset: InstanceDataset, score_thr: float = 0.0,
                     max_per_image: Optional[int] = None) -> Dict[int, List[Detection]]:
-    """Validated detections per image, boxes clipped to the image, best ``max_per_image`` kept.
-
-    Every malformed entry (unknown image or category id, a box that is not 4 finite numbers with
-    positive width and height inside the image, a missing or non-finite score) is reported in one
-    error.
-    """
+    """Validated detections per image, boxes clipped to the image, best ``max_per_image`` kept;
+    every malformed entry is reported in one error."""
     data = read_json(path, 'detections file')
     if not isinstance(data, list):
         raise ValueError(f'detections file {path} must hold a list of COCO-format results, '
@@ -48,17 +45,13 @@ def load_detections(path: str, dataset: InstanceDataset, score_thr: float = 0.0,
             continue
         if det['score'] >= score_thr:
             info = dataset.images[det['image_id']]
-            x1, y1, x2, y2 = xywh_to_xyxy(det['bbox'])
-            clipped = [max(0.0, x1), max(0.0, y1), min(float(info.width), x2), min(float(info.height), y2)]
+            x, y, w, h = (float(v) for v in det['bbox'])
+            clipped = [max(0.0, x), max(0.0, y), min(float(info.width), x + w), min(float(info.height), y + h)]
             by_image[det['image_id']].append((index, dict(det, box_xyxy=clipped)))
     if problems:
         raise ValueError(f'detections file {path}: {len(problems)} of {len(data)} entries are malformed: '
                          + '; '.join(problems[:5]) + (' ...' if len(problems) > 5 else ''))
-    for image_id, dets in by_image.items():
-        dets.sort(key=lambda item: -item[1]['score'])
-        if max_per_image is not None:
-            del dets[max_per_image:]
-    return dict(by_image)
+    return {i: sorted(dets, key=lambda item: -item[1]['score'])[:max_per_image] for i, dets in by_image.items()}
 
 
 def _check_detection(det: Any, dataset: InstanceDataset) -> Optional[str]:
@@ -77,8 +70,8 @@ def _check_detection(det: Any, dataset: InstanceDataset) -> Optional[str]:
     if box[2] <= 0 or box[3] <= 0:
         return f'bbox {box} has no positive width and height'
     info = dataset.images[image_id]
-    x1, y1, x2, y2 = xywh_to_xyxy(box)
-    if x2 <= 0 or y2 <= 0 or x1 >= info.width or y1 >= info.height:
+    x, y, w, h = box
+    if x + w <= 0 or y + h <= 0 or x >= info.width or y >= info.height:
         return f'bbox {box} lies outside the {info.width}x{info.height} image {image_id}'
     return None
 
@@ -105,27 +98,12 @@ def segment_detections(dataset: InstanceDataset, segmenter: Segmenter,
     return results
 
 
-@contextlib.contextmanager
-def _numpy_float_alias():
-    """lvis 0.5.3, the last release, uses ``np.float``, which numpy 1.24 removed; lend it the
-    alias for the duration of the evaluation only."""
-    added = 'float' not in np.__dict__
-    if added:
-        np.float = float
-    try:
-        yield
-    finally:
-        if added:
-            del np.float
-
-
 def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_format: str,
                           max_dets: Optional[int] = None) -> Dict[str, Any]:
     """Mask AP of ``results`` against ``ann_file``: ``{'AP': ..., 'APs': ..., 'summary': text}``.
 
-    The evaluators get a copy (both add fields to the results they are given). As in mmdet and
-    detectron2 outputs, results carry the detection ``bbox``, from which both APIs take the
-    detection's area for the size ranges.
+    The evaluators get a copy (both add fields to their input). As in mmdet and detectron2, the
+    results carry the detection ``bbox``, from which both APIs take the area for the size ranges.
     """
     if not results:
         raise ValueError('no segmentation results to evaluate (no detection passed the score threshold)')
@@ -135,7 +113,8 @@ def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_for
             from lvis import LVIS, LVISEval, LVISResults
         except ImportError as err:
             raise ImportError('LVIS evaluation needs the lvis package: pip install lvis==0.5.3') from err
-        with contextlib.redirect_stdout(text), _numpy_float_alias():
+        # lvis 0.5.3, the last release, uses np.float, which numpy 1.24 removed: lent for the evaluation only
+        with contextlib.redirect_stdout(text), mock.patch.object(np, 'float', float, create=True):
             gt = LVIS(ann_file)
             evaluator = LVISEval(gt, LVISResults(gt, copy.deepcopy(results), max_dets=max_dets or 300), 'segm')
             evaluator.run()

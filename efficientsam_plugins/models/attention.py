@@ -1,11 +1,6 @@
-"""Scaled dot-product attention shared by every transformer of the core.
-
-All attention goes through :func:`dot_product_attention`, which calls
-``torch.nn.functional.scaled_dot_product_attention`` (fused kernels on CPU and GPU, no
-materialised attention matrix). :func:`eager_attention` switches to the explicit
-``softmax(q @ k^T * scale) @ v`` of the official EfficientSAM code, so benchmarks can compare the
-two in one process.
-"""
+"""All attention of the core: ``F.scaled_dot_product_attention`` (fused kernels, no materialised
+attention matrix), or, within :func:`eager_attention`, the official code's explicit
+``softmax(q @ k^T * scale) @ v``, so benchmarks can compare the two in one process."""
 import contextlib
 import contextvars
 from typing import Iterator, Optional

@@ -9,6 +9,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
+from ..fileio import atomic_torch_save
+
 CheckpointSource = Union[str, os.PathLike, Mapping[str, Any]]
 # What torch.load raises on damaged bytes or (weights_only) on objects that are not allow-listed.
 _READ_ERRORS = (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError,
@@ -16,11 +18,8 @@ _READ_ERRORS = (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, pickle.U
 
 
 def checkpoint_path(source: Union[str, os.PathLike]) -> str:
-    """The local file of a path, a URL, ``zoo://NAME`` or a bare zoo name (``efficientsam_ti``).
-
-    URLs and zoo names are downloaded and verified by the model zoo; a string that looks like a
-    path (a folder separator, a ``.pt``/``.pth`` suffix) must be an existing file.
-    """
+    """The local file of a path, a URL or a (``zoo://``) zoo name, downloaded and verified by the
+    model zoo; a string that looks like a path (a separator, ``.pt``/``.pth``) must be a file."""
     path = os.fspath(source)
     if os.path.isfile(path):
         return path
@@ -33,11 +32,8 @@ def checkpoint_path(source: Union[str, os.PathLike]) -> str:
 
 
 def load_checkpoint(source: CheckpointSource) -> Dict[str, Any]:
-    """A checkpoint dict from a dict (returned as is), a path, a URL or a zoo name.
-
-    Files are read with ``weights_only=True``: tensors, plain containers and the allow-listed
-    classes of :mod:`efficientsam_plugins.openmmlab.checkpoints`, never arbitrary code.
-    """
+    """A checkpoint dict from a dict, a path, a URL or a zoo name; files are read with
+    ``weights_only=True`` (plus the allow-list of :mod:`efficientsam_plugins.openmmlab.checkpoints`)."""
     if isinstance(source, Mapping):
         return dict(source)
     path = checkpoint_path(source)
@@ -88,11 +84,6 @@ def extract_state_dict(checkpoint: Mapping[str, Any], prefix: str = '',
     return inner
 
 
-def _listed(items: List[str], sep: str, limit: int = 6) -> str:
-    more = f' ... (+{len(items) - limit} more)' if len(items) > limit else ''
-    return sep.join(items[:limit]) + more
-
-
 def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = 'checkpoint',
                      target: Optional[str] = None, allow_missing: Sequence[str] = ()) -> List[str]:
     """The one mismatch report: raises a ValueError naming every shape mismatch, missing and
@@ -103,10 +94,13 @@ def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], 
               for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
     missing = [k for k in own if k not in state_dict]
     kept = [k for k in missing if k.startswith(tuple(allow_missing))]
-    problems = [f'{name} ({_listed(keys, sep)})' for name, keys, sep in (
-        ('shape mismatches', shapes, '; '),
-        ('missing keys', [k for k in missing if k not in kept], ', '),
-        ('unexpected keys', [k for k in state_dict if k not in own], ', ')) if keys]
+    problems = []
+    for name, keys, sep in (('shape mismatches', shapes, '; '),
+                            ('missing keys', [k for k in missing if k not in kept], ', '),
+                            ('unexpected keys', [k for k in state_dict if k not in own], ', ')):
+        if keys:
+            more = f' ... (+{len(keys) - 6} more)' if len(keys) > 6 else ''
+            problems.append(f'{name} ({sep.join(keys[:6])}{more})')
     if problems:
         raise ValueError(f'{what} does not match {target or type(module).__name__}: ' + '; '.join(problems))
     return kept
@@ -122,13 +116,9 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
 
 def load_prefixed(module: nn.Module, checkpoint: CheckpointSource, prefix: str, allow_missing: Sequence[str] = (),
                   ignore_unexpected: Sequence[str] = (), what: str = 'module') -> List[str]:
-    """Loads the ``prefix``-ed entries of a checkpoint (path, URL, zoo name or dict) into ``module``.
-
-    Keys of ``module`` starting with one of ``allow_missing`` may be absent (they keep their
-    initialisation, e.g. the ``neck.`` of an encoder pretrained without it); checkpoint keys under
-    the prefix starting with one of ``ignore_unexpected`` are dropped. Anything else that does
-    not match raises, naming the keys. Returns the keys left at initialisation.
-    """
+    """Loads the ``prefix``-ed entries of a checkpoint into ``module``; its keys under ``allow_missing``
+    may keep their initialisation (returned), e.g. the ``neck.`` of an encoder pretrained without
+    one, and checkpoint keys under ``ignore_unexpected`` are dropped."""
     source = f'{what} weights from {checkpoint if isinstance(checkpoint, (str, os.PathLike)) else "a dict"}'
     weights = extract_state_dict(load_checkpoint(checkpoint), prefix, source)
     weights = {k: v for k, v in weights.items() if not k.startswith(tuple(ignore_unexpected))}
@@ -137,8 +127,6 @@ def load_prefixed(module: nn.Module, checkpoint: CheckpointSource, prefix: str, 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: Union[str, os.PathLike]) -> str:
     """``torch.save`` atomically (no partial file on failure), creating the folder."""
-    from ..fileio import atomic_torch_save
-    path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_torch_save(dict(checkpoint), path)
-    return path
+    atomic_torch_save(dict(checkpoint), os.fspath(path))
+    return os.fspath(path)

@@ -1,16 +1,10 @@
-"""The one checkpoint-conversion module: any supported checkpoint to the core ViT's weights, and
-the converter CLI's work (``tools/convert_checkpoint.py`` only parses the arguments).
+"""Any supported checkpoint to the core ViT's weights, and the converter CLI's work.
 
-Recognised layouts (detected by where ``patch_embed.proj.weight`` sits):
-
-* official EfficientSAM (``image_encoder.``), SAM (``image_encoder.``, ``[1, H, W, C]`` position
-  grid), SAMI pretraining / mmpretrain / mmdet / mmseg (``backbone.``), detectron2 ViTDet
-  (``backbone.net.``), MAE / timm / this package's ViT (no prefix).
-
-Position embeddings are resized to the model's stored grid, relative-position tables to the
-model's lengths; heads, decoders, cls/mask tokens and (unless the model has one) the SAM neck are
-dropped. Anything else that does not fit — another width or depth, unknown keys — is an error that
-names the keys, never a silent partial load.
+Layouts are told apart by where ``patch_embed.proj.weight`` sits: ``image_encoder.`` (official
+EfficientSAM, SAM with its ``[1, H, W, C]`` position grid), ``backbone.`` (SAMI, mm*),
+``backbone.net.`` (detectron2), none (MAE, timm, this package's ViT). Position embeddings and
+relative-position tables are resized to the model's; heads, decoders, tokens and (unless the model
+has one) SAM's neck are dropped. Anything else that does not fit is an error naming the keys.
 """
 import json
 import math
@@ -19,14 +13,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..fileio import atomic_write_json
 from .checkpoint import (CheckpointSource, check_state_dict, extract_state_dict, load_checkpoint,
                          save_checkpoint)
+from .efficient_sam import build_efficient_sam, resolve_config
 from .vit import ViT, resize_abs_pos, resize_rel_pos
 
 VIT_PREFIXES = ('backbone.net.', 'image_encoder.', 'backbone.', 'encoder.', 'module.', '')
 VIT_PARTS = ('pos_embed', 'patch_embed.', 'blocks.', 'neck.', 'norm.')
-DROPPED_KEYS = ('cls_token', 'mask_token', 'dist_token')
-DROPPED_PREFIXES = ('head.', 'fc_norm.', 'decoder', 'pre_logits.')
 BACKBONE_TARGETS = {
     # target: (key holding the state dict, prefix of the ViT inside the detector / classifier)
     'mmdet': ('state_dict', 'backbone.'),
@@ -36,17 +30,17 @@ BACKBONE_TARGETS = {
     'vit': ('state_dict', ''),
 }
 OFFICIAL_PARTS = ('image_encoder', 'prompt_encoder', 'mask_decoder')
+DROPPED_KEYS = ('cls_token', 'mask_token', 'dist_token')
+DROPPED_PREFIXES = ('head.', 'fc_norm.', 'decoder', 'pre_logits.')
 
 
 def find_vit_prefix(state_dict: Mapping[str, torch.Tensor]) -> str:
     """The prefix under which a checkpoint keeps its ViT (see the module docstring)."""
     suffix = 'patch_embed.proj.weight'
     found = sorted({key[:-len(suffix)] for key in state_dict if key.endswith(suffix)})
-    if len(found) == 1:
-        return found[0]
-    known = [prefix for prefix in VIT_PREFIXES if prefix in found]
-    if known:
-        return known[0]
+    candidates = found if len(found) == 1 else [prefix for prefix in VIT_PREFIXES if prefix in found]
+    if candidates:
+        return candidates[0]
     if found:
         raise ValueError(f'checkpoint holds several ViTs under {found}; pass the prefix to load')
     raise ValueError(f'checkpoint holds no ViT: no key ends with "{suffix}"; first keys: {sorted(state_dict)[:6]}')
@@ -71,19 +65,15 @@ def _fit_pos_embed(pos_embed: torch.Tensor, target: torch.Tensor, has_cls: bool)
 
 def vit_state_dict(checkpoint: Mapping[str, Any], model: ViT, prefix: Optional[str] = None,
                    new_layers: Sequence[str] = ()) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Converts a checkpoint for ``model``; returns ``(state_dict, keys left at initialisation)``.
-
-    Only relative-position tables (ViTDet adds them to plain pretrained ViTs) and the model's keys
-    under the prefixes ``new_layers`` (layers a subclass adds on top of the ViT, such as a
-    classifier's ``fc_norm.``) may be missing.
-    """
+    """Converts a checkpoint for ``model``; returns ``(state_dict, keys left at initialisation)``: only
+    relative-position tables (ViTDet adds them) and keys under ``new_layers`` (layers a subclass adds,
+    such as a classifier's ``fc_norm.``) may be missing."""
     source = extract_state_dict(checkpoint)
     prefix = find_vit_prefix(source) if prefix is None else prefix
     own = model.state_dict()
     use_rel_pos = model.blocks[0].attn.use_rel_pos
 
-    def kept(name: str) -> bool:
-        """The model's keys and unknown ones (reported below); not the parts the model lacks."""
+    def kept(name: str) -> bool:  # the model's keys and unknown ones (reported below), not parts it lacks
         return name in own or not (_dropped(name) or (name.startswith('neck.') and model.neck is None)
                                    or (name.startswith('norm.') and model.norm is None)
                                    or ('.attn.rel_pos_' in name and not use_rel_pos))
@@ -96,10 +86,9 @@ def vit_state_dict(checkpoint: Mapping[str, Any], model: ViT, prefix: Optional[s
     for name, value in converted.items():
         if '.attn.rel_pos_' in name and name in own and value.shape[1:] == own[name].shape[1:]:
             converted[name] = resize_rel_pos(value, own[name].shape[0])
-    rel_pos = [key for key in own if '.attn.rel_pos_' in key]
     initialised = check_state_dict(model, converted, f'checkpoint (ViT under prefix {prefix!r})',
                                    f'a ViT with {model.embed_dim} dims and {model.depth} blocks',
-                                   tuple(rel_pos) + tuple(new_layers))
+                                   (*[key for key in own if '.attn.rel_pos_' in key], *new_layers))
     return converted, initialised
 
 
@@ -112,8 +101,8 @@ def load_vit_checkpoint(model: ViT, source: CheckpointSource, prefix: Optional[s
 
 
 def vit_backbone_weights(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-    """The ViT weights of any supported checkpoint under plain names (``blocks.0.attn.qkv.weight``),
-    without SAM's neck; needs no model, so it serves converters that only rewrite files."""
+    """The ViT weights of any supported checkpoint under plain names, without SAM's neck (needs no
+    model: for converters that only rewrite files)."""
     source = extract_state_dict(checkpoint)
     prefix = find_vit_prefix(source)
     weights = {key[len(prefix):]: value for key, value in source.items() if key.startswith(prefix)}
@@ -148,12 +137,9 @@ def config_path_of(checkpoint_path: str) -> str:
 
 def save_official_efficientsam(state_dict: Mapping[str, torch.Tensor], path: str,
                                config: Optional[Union[str, Mapping[str, Any]]] = None) -> str:
-    """Writes ``{"model": state_dict}`` atomically; with ``config`` (a name or dict), also the full
-    architecture as ``<path>.config.json``."""
+    """Writes ``{"model": state_dict}`` atomically and, given ``config``, the full architecture beside it."""
     save_checkpoint({'model': {k: v.detach().cpu() for k, v in state_dict.items()}}, path)
     if config is not None:
-        from ..fileio import atomic_write_json
-        from .efficient_sam import resolve_config
         atomic_write_json(config_path_of(path), resolve_config(config), indent=2)
     return path
 
@@ -161,7 +147,6 @@ def save_official_efficientsam(state_dict: Mapping[str, torch.Tensor], path: str
 def load_exported(path: str, config: Optional[Union[str, Mapping[str, Any]]] = None):
     """The EfficientSAM of an official-layout checkpoint, reading ``<path>.config.json`` when no
     config is given (what :func:`save_official_efficientsam` wrote beside it)."""
-    from .efficient_sam import build_efficient_sam
     if config is None:
         sidecar = config_path_of(path)
         if not os.path.isfile(sidecar):
@@ -185,7 +170,6 @@ def convert_checkpoint(source: CheckpointSource, output: str, target: str,
         return len(converted[BACKBONE_TARGETS[target][0]])
     state_dict = to_official_efficientsam(checkpoint)['model']
     if config is not None:
-        from .efficient_sam import build_efficient_sam
         build_efficient_sam(config, {'model': state_dict})
     save_official_efficientsam(state_dict, output, config)
     return len(state_dict)

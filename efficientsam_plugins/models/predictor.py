@@ -1,10 +1,9 @@
 """The one predictor interface (:class:`Predictor`) behind which every model runs.
 
 Prompts are parsed and validated here, once, so every backend (EfficientSAM, SqueezeSAM, an
-onnxruntime session) refuses bad input with the same message; queries are decoded in chunks and
-upsampled here. Backends decide what they keep between :meth:`Predictor._set_image` and
-:meth:`Predictor._decode` (EfficientSAM an image embedding, SqueezeSAM, which fuses the prompts into
-its input, the image), so the interface exposes no image embedding.
+onnxruntime session) refuses bad input with the same message; queries are chunked and upsampled
+here. What a backend keeps between ``_set_image`` and ``_decode`` is its own (SqueezeSAM fuses the
+prompts into its input), so the interface exposes no image embedding.
 """
 from abc import ABC, abstractmethod
 from typing import Optional, Tuple, Union
@@ -20,11 +19,8 @@ LABEL_PADDING, LABEL_POINT, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = -1, 1, 
 
 
 def image_to_tensor(image) -> torch.Tensor:
-    """An RGB image as float ``[3, H, W]`` in [0, 1].
-
-    Accepts an ``HxWx3`` uint8 array, a PIL image, or a tensor: uint8 ``[H, W, 3]`` /
-    ``[3, H, W]``, or float ``[3, H, W]`` already in [0, 1].
-    """
+    """An ``HxWx3`` uint8 array, a PIL image, a uint8 ``[H, W, 3]`` / ``[3, H, W]`` or a float
+    ``[3, H, W]`` tensor in [0, 1] as float ``[3, H, W]`` in [0, 1]."""
     if hasattr(image, 'convert') and hasattr(image, 'size'):  # PIL.Image without importing PIL
         image = np.asarray(image.convert('RGB'))
     if isinstance(image, np.ndarray):
@@ -39,8 +35,7 @@ def image_to_tensor(image) -> torch.Tensor:
     if image.ndim != 3:
         raise ValueError(f'image tensors must have 3 dims, got shape {tuple(image.shape)}')
     if image.dtype == torch.uint8:
-        if image.shape[-1] == 3:
-            image = image.permute(2, 0, 1)
+        image = image.permute(2, 0, 1) if image.shape[-1] == 3 else image
         if image.shape[0] != 3:
             raise ValueError(f'uint8 image tensors must be [H, W, 3] or [3, H, W], got {tuple(image.shape)}')
         return image.float() / 255
@@ -56,30 +51,26 @@ def image_to_tensor(image) -> torch.Tensor:
 def _as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
     """``value`` as a float tensor; a ValueError naming ``name`` where numpy or torch would raise
     errors that do not say which argument was wrong (strings, ragged lists, objects)."""
-    if isinstance(value, torch.Tensor):
-        tensor = value
-    else:
+    if not isinstance(value, torch.Tensor):
         try:
             array = np.asarray(value)
         except ValueError as err:
             raise ValueError(f'{name} must be a rectangular array of numbers, got {value!r:.100}') from err
         if array.dtype.kind not in 'iuf':
             raise ValueError(f'{name} must hold numbers, got {value!r:.100} (dtype {array.dtype})')
-        tensor = torch.from_numpy(array.astype(np.float64))
-    if not (tensor.is_floating_point() or tensor.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
-        raise ValueError(f'{name} must be numeric, got {tensor.dtype}')
-    if not torch.isfinite(tensor.float()).all():
+        value = torch.from_numpy(array.astype(np.float64))
+    if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
+        raise ValueError(f'{name} must be numeric, got {value.dtype}')
+    if not torch.isfinite(value.float()).all():
         raise ValueError(f'{name} contains NaN or infinite values')
-    return tensor.float()
+    return value.float()
 
 
 class Predictor(ABC):
     """SAM-style predictor: :meth:`set_image` once, then :meth:`predict` any number of prompts.
 
-    Backends implement :meth:`_set_image` and :meth:`_decode` and may set ``model_name``,
-    ``max_points_per_query`` (None: no limit), ``mask_threshold``, ``device`` (of :meth:`_decode`'s
-    inputs) or override :meth:`upsample`.
-    """
+    Backends implement :meth:`_set_image` and :meth:`_decode`, and may set the class attributes
+    (``device``: where :meth:`_decode`'s inputs go) or override :meth:`upsample`."""
 
     model_name = 'model'
     max_points_per_query: Optional[int] = None
@@ -111,7 +102,7 @@ class Predictor(ABC):
     def set_image(self, image) -> None:
         """Prepares ``image`` (see :func:`image_to_tensor`) for the queries that follow."""
         tensor = image_to_tensor(image)
-        if tensor.shape[1] == 0 or tensor.shape[2] == 0:
+        if 0 in tensor.shape:
             raise ValueError(f'image is empty: shape {tuple(tensor.shape)}')
         self._set_image(tensor)
         self.original_size = (tensor.shape[1], tensor.shape[2])
@@ -129,7 +120,7 @@ class Predictor(ABC):
             if ((bxs[:, 2] < bxs[:, 0]) | (bxs[:, 3] < bxs[:, 1])).any():
                 raise ValueError('boxes must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1')
             corners = self._check_inside(bxs.view(-1, 2, 2), 'boxes')
-            corner_labels = torch.tensor([float(LABEL_BOX_TOP_LEFT), float(LABEL_BOX_BOTTOM_RIGHT)])
+            corner_labels = torch.tensor([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT], dtype=torch.float)
             parts.append((corners, corner_labels.expand(len(corners), 2)))
         if points is not None:
             pts = _as_tensor(points, 'points')
@@ -153,7 +144,7 @@ class Predictor(ABC):
             parts.append((self._check_inside(pts, 'points'), lbl))
         if not parts:
             raise ValueError('no prompt given: pass points and/or boxes')
-        prompts, labels = torch.cat([c for c, _ in parts], dim=1), torch.cat([lbl for _, lbl in parts], dim=1)
+        prompts, labels = (torch.cat(tensors, dim=1) for tensors in zip(*parts))
         limit = self.max_points_per_query
         if limit is not None and prompts.shape[1] > limit:
             raise ValueError(f'{prompts.shape[1]} prompt points per query (a box counts as 2) but the '
@@ -164,9 +155,8 @@ class Predictor(ABC):
         h, w = self.original_size
         outside = (coords[..., 0] < 0) | (coords[..., 0] > w) | (coords[..., 1] < 0) | (coords[..., 1] > h)
         if outside.any():
-            first = coords[outside][0].tolist()
             raise ValueError(f'{name} has {int(outside.sum())} coordinates outside the {w}x{h} image '
-                             f'(x in [0, {w}], y in [0, {h}]), e.g. {first}')
+                             f'(x in [0, {w}], y in [0, {h}]), e.g. {coords[outside][0].tolist()}')
         return coords
 
     @torch.no_grad()
@@ -178,40 +168,31 @@ class Predictor(ABC):
         if self.original_size is None:
             raise RuntimeError('call set_image(image) before predict()')
         prompts, labels = self._prompts(points, point_labels, boxes)
-        masks, scores, low_res = [], [], []
+        outputs = []  # (masks, iou predictions, low-res logits) per chunk
         for start in range(0, prompts.shape[0], self.max_queries_per_batch):
             chunk = slice(start, start + self.max_queries_per_batch)
             logits, iou = self._decode(prompts[chunk].to(self.device), labels[chunk].to(self.device),
                                        multimask_output)
             if best_only:
-                best = iou.argmax(1)
-                rows = torch.arange(best.numel(), device=best.device)
-                logits, iou = logits[rows, best][:, None], iou[rows, best][:, None]
+                best = iou.argmax(1, keepdim=True)
+                logits, iou = torch.take_along_dim(logits, best[..., None, None], 1), iou.gather(1, best)
             full = self.upsample(logits)
-            masks.append(full if return_logits else full >= self.mask_threshold)
-            scores.append(iou)
-            low_res.append(logits)
-        return torch.cat(masks), torch.cat(scores), torch.cat(low_res)
+            outputs.append((full if return_logits else full >= self.mask_threshold, iou, logits))
+        return tuple(torch.cat(parts) for parts in zip(*outputs))
 
     def predict(self, points: Optional[ArrayLike] = None, point_labels: Optional[ArrayLike] = None,
                 boxes: Optional[ArrayLike] = None, multimask_output: bool = True, return_logits: bool = False,
                 best_only: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for Q queries on the current image.
 
-        Args:
-            points: ``[N, 2]`` (one query) or ``[Q, N, 2]`` (x, y) pixels of the original image.
-            point_labels: ``[N]`` / ``[Q, N]``; only 1 (positive) is supported; defaults to all
-                positive.
-            boxes: ``[4]`` / ``[Q, 4]`` as (x1, y1, x2, y2) pixels; with points, query ``i`` uses
-                box ``i`` and point set ``i`` (a box counts as 2 of ``max_points_per_query``).
-            multimask_output: 3 candidate masks per query, else the single-mask output.
-            return_logits: full-resolution logits instead of bool masks.
-            best_only: only the candidate with the highest predicted IoU (M = 1; only it is upsampled).
+        ``points`` ``[N, 2]`` (one query) / ``[Q, N, 2]`` and ``boxes`` ``[4]`` / ``[Q, 4]`` (x1, y1, x2,
+        y2) are pixels of the original image; with both, query ``i`` is box ``i`` plus point set ``i``
+        (a box counts as 2 of ``max_points_per_query``). ``point_labels`` may only be 1 (positive).
+        ``best_only`` keeps (and upsamples) only the candidate with the highest predicted IoU.
 
-        Returns:
-            ``(masks, iou_predictions, low_res_logits)``: bool ``[Q, M, H, W]`` at the original
-            resolution, float ``[Q, M]``, float ``[Q, M, h, w]`` (256x256 for EfficientSAM); M is
-            3 or 1, in the model's order (pick ``iou_predictions.argmax(1)`` for the best mask).
+        Returns bool masks ``[Q, M, H, W]`` at the original resolution (logits with ``return_logits``),
+        iou predictions ``[Q, M]`` and low-res logits ``[Q, M, h, w]``; M = 3, or 1 without
+        ``multimask_output`` or with ``best_only``.
         """
         masks, scores, low_res = self.predict_torch(points, point_labels, boxes, multimask_output,
                                                     return_logits, best_only)

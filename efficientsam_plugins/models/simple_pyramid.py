@@ -1,7 +1,4 @@
-"""ViTDet's simple feature pyramid: strides 4/8/16/32 (and a max-pooled 64) from one stride-16 map.
-
-Shared by the mmdet and mmseg necks and the detectron2 backbone; only the wrappers differ.
-"""
+"""ViTDet's simple feature pyramid, shared by the mmdet and mmseg necks and the detectron2 backbone."""
 from typing import List, Sequence
 
 import torch
@@ -11,21 +8,9 @@ import torch.nn.functional as F
 from .vit import LayerNorm2d
 
 
-def pyramid_channels(embed_dim: int, scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5)) -> List[int]:
-    """Channels of each level before its output convs (dim/4, dim/2, dim, dim for Ti/S/B alike)."""
-    return [embed_dim // 4 if s == 4.0 else embed_dim // 2 if s == 2.0 else embed_dim for s in scale_factors]
-
-
 class SimpleFeaturePyramid(nn.Module):
-    """Builds the pyramid levels from the last ViT feature map.
-
-    Args:
-        in_channels: channels of the ViT map (its embed dim).
-        out_channels: channels of every output level.
-        scale_factors: resize of each level relative to the input (4, 2, 1, 0.5 -> strides 4..32
-            for a stride-16 ViT).
-        top_block: append a level of half the last one's size by max-pooling (P6 for Mask R-CNN).
-    """
+    """The pyramid levels from the last ViT feature map: each of ``scale_factors`` resizes it (4, 2, 1,
+    0.5: strides 4..32 for a stride-16 ViT); ``top_block`` adds a max-pooled half-size level (P6)."""
 
     def __init__(self, in_channels: int, out_channels: int = 256,
                  scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5), top_block: bool = True) -> None:
@@ -33,19 +18,16 @@ class SimpleFeaturePyramid(nn.Module):
         self.scale_factors = tuple(scale_factors)
         self.top_block = top_block
         self.stages = nn.ModuleList()
-        for scale, channels in zip(self.scale_factors, pyramid_channels(in_channels, self.scale_factors)):
+        for scale in self.scale_factors:
+            if scale not in (4.0, 2.0, 1.0, 0.5):
+                raise ValueError(f'scale factor {scale} is not supported; use 4, 2, 1 or 0.5')
+            half = in_channels // 2
+            resize = [nn.ConvTranspose2d(in_channels, half, 2, stride=2)] if scale > 1 else []
             if scale == 4.0:
-                resize = [nn.ConvTranspose2d(in_channels, in_channels // 2, 2, stride=2),
-                          LayerNorm2d(in_channels // 2), nn.GELU(),
-                          nn.ConvTranspose2d(in_channels // 2, in_channels // 4, 2, stride=2)]
-            elif scale == 2.0:
-                resize = [nn.ConvTranspose2d(in_channels, in_channels // 2, 2, stride=2)]
-            elif scale == 1.0:
-                resize = []
+                resize += [LayerNorm2d(half), nn.GELU(), nn.ConvTranspose2d(half, in_channels // 4, 2, stride=2)]
             elif scale == 0.5:
                 resize = [nn.MaxPool2d(kernel_size=2, stride=2)]
-            else:
-                raise ValueError(f'scale factor {scale} is not supported; use 4, 2, 1 or 0.5')
+            channels = in_channels // int(max(scale, 1))  # dim/4, dim/2, dim, dim
             self.stages.append(nn.Sequential(
                 *resize,
                 nn.Conv2d(channels, out_channels, 1, bias=False), LayerNorm2d(out_channels),

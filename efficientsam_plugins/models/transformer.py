@@ -1,9 +1,8 @@
 """SAM's two-way transformer and MLP heads, shared by EfficientSAM and SqueezeSAM (official key names).
 
-Every tensor keeps a query axis: prompt tokens are ``[B, Q, N, C]`` and image tokens start as
-``[B, 1, HW, C]`` (shared by the Q queries of an image) and become ``[B, Q, HW, C]`` once the
-first image-to-token attention has written per-query updates into them. Attention against shared
-image tokens folds the queries into the token axis instead of tiling the image Q times.
+Prompt tokens are ``[B, Q, N, C]``; image tokens start as ``[B, 1, HW, C]``, shared by the Q queries
+of an image, and become ``[B, Q, HW, C]`` once the first image-to-token attention has updated them
+per query. Attention against shared image tokens never tiles the image Q times.
 """
 import math
 from typing import Optional, Sequence, Tuple, Type
@@ -21,14 +20,12 @@ class MLPBlock(nn.Module):
                  act: Type[nn.Module] = nn.GELU) -> None:
         super().__init__()
         dims = [input_dim] + [hidden_dim] * num_layers
-        self.layers = nn.ModuleList(
-            nn.Sequential(nn.Linear(dims[i], dims[i + 1]), act()) for i in range(num_layers))
+        self.layers = nn.Sequential(*(nn.Sequential(nn.Linear(dims[i], dims[i + 1]), act())
+                                      for i in range(num_layers)))
         self.fc = nn.Linear(hidden_dim, output_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return self.fc(x)
+        return self.fc(self.layers(x))
 
 
 def hypernetwork_masks(mlps: Sequence[nn.Module], tokens: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -42,11 +39,9 @@ def hypernetwork_masks(mlps: Sequence[nn.Module], tokens: torch.Tensor, features
 class TwoWayAttention(nn.Module):
     """Multi-head attention whose q/k/v projections may shrink the width by ``downsample_rate``.
 
-    Inputs are ``[B, Q, T, C]``. ``shared`` names the input that is one set per image for all Q
-    queries (query axis 1): ``'keys'`` (k and v) or ``'queries'`` (q); None: every input has the Q
-    queries. Callers know it from the model's structure, so no code path depends on the number of
-    queries and a graph traced (``torch.jit.trace``, ``torch.onnx``) with one Q holds for every Q;
-    the one remaining choice depends on token counts, which a model fixes.
+    Inputs are ``[B, Q, T, C]``; ``shared`` names the input that is one set per image (query axis
+    1) for all Q queries: ``'keys'`` (k and v), ``'queries'`` (q) or None. Callers know it from the
+    model's structure, so no path depends on Q and a graph traced with one Q holds for every Q.
     """
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
@@ -60,9 +55,6 @@ class TwoWayAttention(nn.Module):
         self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
-        self._reset_parameters()
-
-    def _reset_parameters(self) -> None:
         # Xavier-uniform with fan_out = 3 * internal_dim, as PyTorch initialises a fused qkv.
         bound = math.sqrt(6 / (self.embedding_dim + 3 * self.internal_dim))
         for proj in (self.q_proj, self.k_proj, self.v_proj):
@@ -71,7 +63,7 @@ class TwoWayAttention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, Q, T, D]`` -> ``[B*Q, heads, T, D/heads]`` as a view (no copy)."""
+        """``[B, Q, T, D]`` -> ``[B*Q, heads, T, D/heads]``, a view."""
         b, n, t, d = x.shape
         return x.view(b * n, t, self.num_heads, d // self.num_heads).transpose(1, 2)
 
@@ -82,14 +74,7 @@ class TwoWayAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 shared: Optional[str] = None) -> torch.Tensor:
-        b = q.shape[0]
-        if shared == 'keys':
-            # Fold the queries into the token axis: one attention against the image's keys.
-            nq, t = q.shape[1:3]
-            q = self.q_proj(q).view(b, 1, nq * t, self.internal_dim)
-            out = dot_product_attention(self._split_heads(q), self._split_heads(self.k_proj(k)),
-                                        self._split_heads(self.v_proj(v)))
-            return self._merge_heads(out, b).view(b, nq, t, self.embedding_dim)
+        b, nq, t = q.shape[:3]
         if shared == 'queries':
             # The einsums broadcast the shared image tokens instead of copying them per query.
             heads = self._split_heads(self.q_proj(q)) * (self.internal_dim // self.num_heads) ** -0.5
@@ -97,11 +82,13 @@ class TwoWayAttention(nn.Module):
             values = self._split_heads(self.v_proj(v)).unflatten(0, (b, -1))
             attn = torch.einsum('bhtd,bqhsd->bqhts', heads, keys).softmax(dim=-1)
             return self._merge_heads(torch.einsum('bqhts,bqhsd->bqhtd', attn, values).flatten(0, 1), b)
-        if q.shape[2] * self.num_heads < self.internal_dim < k.shape[2]:
+        if shared is None and t * self.num_heads < self.internal_dim < k.shape[2]:
             return self._few_tokens_to_many_keys(q, k, v)
-        return self._merge_heads(dot_product_attention(self._split_heads(self.q_proj(q)),
-                                                       self._split_heads(self.k_proj(k)),
-                                                       self._split_heads(self.v_proj(v))), b)
+        if shared == 'keys':  # fold the queries into the token axis: one attention against the image's keys
+            q = q.reshape(b, 1, nq * t, q.shape[3])
+        out = dot_product_attention(self._split_heads(self.q_proj(q)), self._split_heads(self.k_proj(k)),
+                                    self._split_heads(self.v_proj(v)))
+        return self._merge_heads(out, b).view(b, nq, t, self.embedding_dim)
 
     def _few_tokens_to_many_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Per-query attention of a few tokens to many per-query keys, without projecting the keys.
@@ -130,19 +117,17 @@ class TwoWayAttentionBlock(nn.Module):
         super().__init__()
         self.self_attn = TwoWayAttention(embedding_dim, num_heads)
         self.norm1 = nn.LayerNorm(embedding_dim)
-        self.cross_attn_token_to_image = TwoWayAttention(embedding_dim, num_heads,
-                                                         attention_downsample_rate)
+        self.cross_attn_token_to_image = TwoWayAttention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm2 = nn.LayerNorm(embedding_dim)
         self.mlp = MLPBlock(embedding_dim, mlp_dim, embedding_dim, 1, activation)
         self.norm3 = nn.LayerNorm(embedding_dim)
         self.norm4 = nn.LayerNorm(embedding_dim)
-        self.cross_attn_image_to_token = TwoWayAttention(embedding_dim, num_heads,
-                                                         attention_downsample_rate)
+        self.cross_attn_image_to_token = TwoWayAttention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
                 key_pe: Optional[torch.Tensor], image_shared: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``image_shared``: ``keys`` are one set per image (``[B, 1, HW, C]``); the result is per query."""
+        """``image_shared``: ``keys`` are ``[B, 1, HW, C]``, one set per image; the result is per query."""
         if not self.skip_first_layer_pe:
             queries = queries + query_pe
         queries = self.norm1(queries + self.self_attn(queries, queries, queries))
@@ -163,32 +148,20 @@ class TwoWayTransformer(nn.Module):
     def __init__(self, depth: int, embedding_dim: int, num_heads: int, mlp_dim: int,
                  activation: Type[nn.Module] = nn.GELU, attention_downsample_rate: int = 2) -> None:
         super().__init__()
-        self.depth = depth
-        self.embedding_dim = embedding_dim
-        self.num_heads = num_heads
-        self.mlp_dim = mlp_dim
         self.layers = nn.ModuleList(
             TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, activation,
                                  attention_downsample_rate, skip_first_layer_pe=(i == 0))
             for i in range(depth))
-        self.final_attn_token_to_image = TwoWayAttention(embedding_dim, num_heads,
-                                                         attention_downsample_rate)
+        self.final_attn_token_to_image = TwoWayAttention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
     def forward(self, image_embedding: torch.Tensor, image_pe: Optional[torch.Tensor],
                 point_embedding: torch.Tensor,
                 num_output_tokens: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            image_embedding: ``[B, C, h, w]``, one per image (never tiled per query).
-            image_pe: ``[1, C, h, w]`` positional code of the grid, or None (SqueezeSAM has none).
-            point_embedding: ``[B, Q, N, C]`` prompt tokens of Q queries per image.
-            num_output_tokens: when given, only the first tokens go through the final attention
-                and are returned (the decoder reads only its output tokens).
-
-        Returns:
-            ``(queries [B, Q, N', C], keys [B, Q, h*w, C])``.
-        """
+        """``image_embedding`` ``[B, C, h, w]`` (one per image, never tiled per query), ``image_pe``
+        ``[1, C, h, w]`` or None (SqueezeSAM), ``point_embedding`` ``[B, Q, N, C]`` to ``(queries
+        [B, Q, N', C], keys [B, Q, h*w, C])``; ``N' = num_output_tokens`` when given (only they go
+        through the final attention: the decoder reads nothing else)."""
         keys = image_embedding.flatten(2).transpose(1, 2)[:, None]
         key_pe = None if image_pe is None else image_pe.flatten(2).transpose(1, 2)[:, None]
         queries = point_embedding

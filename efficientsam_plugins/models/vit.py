@@ -1,10 +1,8 @@
 """The one plain ViT of the project: EfficientSAM encoder, SAMI student and ViTDet backbone.
 
-Parameter names follow the official EfficientSAM image encoder, which are also those of MAE and
-timm (``pos_embed``, ``patch_embed.proj``, ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,
-mlp.fc2}``, ``neck.0..3``), so their checkpoints load without a renaming table. ViTDet additions
-(window attention, decomposed relative positions ``blocks.N.attn.rel_pos_{h,w}``) use the names of
-detectron2 and segment-anything.
+Parameter names are those of the official EfficientSAM encoder, MAE and timm (``neck.0..3`` from
+SAM), so their checkpoints load without a renaming table; the ViTDet additions (window attention,
+``blocks.N.attn.rel_pos_{h,w}``) use the names of detectron2 and segment-anything.
 """
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -21,9 +19,8 @@ VIT_ARCHS: Dict[str, Dict[str, int]] = {
     's': dict(embed_dim=384, depth=12, num_heads=6),
     'b': dict(embed_dim=768, depth=12, num_heads=12),
 }
-# ViTDet's backbone settings (Li et al., 2022), which the paper's COCO detection recipe uses: defined
-# once here for every toolbox (``SAMIViT(preset='vitdet')`` in mmdet, ``SAMIViTNet``'s defaults in
-# detectron2). Its 12 blocks attend globally at 2/5/8/11 and in 14x14 windows elsewhere.
+# ViTDet's backbone (Li et al., 2022), the paper's COCO detection recipe, for every toolbox
+# (``SAMIViT(preset='vitdet')`` in mmdet, ``SAMIViTNet`` in detectron2): 14x14 windows, global at 2/5/8/11.
 VITDET_SETTINGS = dict(img_size=1024, drop_path_rate=0.1, window_size=14, global_attn_indexes=(2, 5, 8, 11),
                        use_rel_pos=True)
 _ARCH_ALIASES = {'tiny': 'ti', 'vit-t': 'ti', 'vitt': 'ti', 'small': 's', 'vit-s': 's', 'vits': 's',
@@ -113,33 +110,24 @@ def resize_rel_pos(rel_pos: torch.Tensor, length: int) -> torch.Tensor:
     """A relative-position table ``[L, C]`` linearly resized to ``length`` rows."""
     if rel_pos.shape[0] == length:
         return rel_pos
-    resized = F.interpolate(rel_pos.t()[None], size=length, mode='linear')
-    return resized[0].t()
+    return F.interpolate(rel_pos.t()[None], size=length, mode='linear')[0].t()
 
 
 def rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
-                 q_hw: Tuple[int, int], k_hw: Tuple[int, int]) -> torch.Tensor:
-    """Decomposed relative-position bias (MViTv2/ViTDet) as an additive attention mask.
+                 hw: Tuple[int, int]) -> torch.Tensor:
+    """Decomposed relative-position bias (MViTv2/ViTDet) of self-attention over an ``(h, w)`` grid:
+    ``q`` ``[B, heads, h*w, C]`` to an additive attention mask ``[B, heads, h*w, h*w]``."""
+    h, w = hw
 
-    ``q`` is ``[B, heads, q_h*q_w, C]``; returns ``[B, heads, q_h*q_w, k_h*k_w]``.
-    """
-    (q_h, q_w), (k_h, k_w) = q_hw, k_hw
+    def table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:  # [size (query), size (key), C]
+        coords = torch.arange(size, device=q.device)
+        return resize_rel_pos(rel_pos, 2 * size - 1)[coords[:, None] - coords[None, :] + size - 1]
 
-    def table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
-        rel_pos = resize_rel_pos(rel_pos, 2 * max(q_size, k_size) - 1)
-        q_coords = torch.arange(q_size, device=q.device)[:, None] * max(k_size / q_size, 1.0)
-        k_coords = torch.arange(k_size, device=q.device)[None, :] * max(q_size / k_size, 1.0)
-        relative = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
-        return rel_pos[relative.long()]
-
-    r_h = table(q_h, k_h, rel_pos_h)
-    r_w = table(q_w, k_w, rel_pos_w)
     b, heads, _, dim = q.shape
-    r_q = q.reshape(b, heads, q_h, q_w, dim)
-    bias_h = torch.einsum('bnhwc,hkc->bnhwk', r_q, r_h)
-    bias_w = torch.einsum('bnhwc,wkc->bnhwk', r_q, r_w)
-    bias = bias_h[..., :, None] + bias_w[..., None, :]
-    return bias.reshape(b, heads, q_h * q_w, k_h * k_w)
+    r_q = q.reshape(b, heads, h, w, dim)
+    bias_h = torch.einsum('bnhwc,hkc->bnhwk', r_q, table(h, rel_pos_h))
+    bias_w = torch.einsum('bnhwc,wkc->bnhwk', r_q, table(w, rel_pos_w))
+    return (bias_h[..., :, None] + bias_w[..., None, :]).reshape(b, heads, h * w, h * w)
 
 
 class Attention(nn.Module):
@@ -155,22 +143,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.use_rel_pos = use_rel_pos
         if use_rel_pos:
-            if rel_pos_size is None:
-                raise ValueError('rel_pos_size (the token grid) is needed with use_rel_pos=True')
-            head_dim = dim // num_heads
-            self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_pos_size[0] - 1, head_dim))
-            self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_pos_size[1] - 1, head_dim))
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_pos_size[0] - 1, dim // num_heads))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_pos_size[1] - 1, dim // num_heads))
 
     def forward(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """``x`` is ``[B, N, C]``; ``hw`` is the token grid, needed for relative positions."""
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        bias = None
-        if self.use_rel_pos:
-            if hw is None:
-                raise ValueError('relative position embeddings need the token grid (hw)')
-            bias = rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, hw, hw).to(q.dtype)
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        bias = rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, hw).to(q.dtype) if self.use_rel_pos else None
         x = dot_product_attention(q, k, v, bias)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
@@ -213,19 +193,18 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` is a ``[B, H, W, C]`` token grid, or a ``[B, N, C]`` sequence (global attention)."""
-        if x.ndim == 3:
-            if self.window_size:
-                raise ValueError('window attention needs the token grid; a token sequence '
-                                 '(masked forward) works only with global-attention blocks')
-            x = x + self.drop_path(self.attn(self.norm1(x)))
-            return x + self.drop_path(self.mlp(self.norm2(x)))
-        b, h, w, c = x.shape
         y = self.norm1(x)
-        if self.window_size:
+        if x.ndim == 3:
+            if self.window_size or self.attn.use_rel_pos:
+                raise ValueError('window attention needs the token grid, and so do relative positions; a '
+                                 'token sequence (masked forward) works only with plain global blocks')
+            y = self.attn(y)
+        elif self.window_size:
             y, padded_hw = window_partition(y, self.window_size)
             y = self.attn(y, (self.window_size, self.window_size))
-            y = window_unpartition(y, self.window_size, padded_hw, (h, w))
+            y = window_unpartition(y, self.window_size, padded_hw, x.shape[1:3])
         else:
+            b, h, w, c = x.shape
             y = self.attn(y.reshape(b, h * w, c), (h, w)).view(b, h, w, c)
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
@@ -234,19 +213,12 @@ class Block(nn.Module):
 class ViT(nn.Module):
     """Plain ViT with optional window attention, relative positions, SAM neck and final norm.
 
-    Args:
-        arch: ``'ti'``, ``'s'``, ``'b'`` (or a dict with ``embed_dim``, ``depth``, ``num_heads``).
-        img_size: the input size the model is built for (default grid of the relative-position
-            tables); any size divisible by the patch size is accepted at run time.
-        pretrain_img_size: the grid the absolute position embedding is stored at (224 -> 14x14,
-            plus a cls slot, as EfficientSAM/MAE store it); interpolated to the input grid.
-        window_size: window of the window-attention blocks; 0 makes every block global.
-        global_attn_indexes: blocks that keep global attention when ``window_size > 0``.
-        use_rel_pos: decomposed relative-position embeddings in every block.
-        neck_dims: ``[256, 256]`` adds SAM's neck (``neck.0..3``); None returns the ViT features.
-            As in the official encoder, both neck convs output ``neck_dims[0]`` channels.
-        final_norm: a final LayerNorm ``norm`` (MAE/timm); EfficientSAM has none.
-        with_cp: activation checkpointing of every block while training (saves memory).
+    ``arch`` is a name of :func:`vit_arch` or a dict of ``embed_dim``, ``depth``, ``num_heads``.
+    ``img_size`` sets the grid of the relative-position tables; any input divisible by the patch
+    size runs. The absolute position embedding is stored at ``pretrain_img_size`` (224: 14x14 plus
+    a cls slot, as EfficientSAM/MAE store it) and interpolated to the input grid. ``neck_dims``
+    adds SAM's neck; as in the official encoder, both its convs output ``neck_dims[0]`` channels.
+    ``with_cp``: activation checkpointing of every block while training.
     """
 
     def __init__(self, arch: Union[str, Dict[str, int]] = 'ti', img_size: int = 224,
@@ -277,15 +249,11 @@ class ViT(nn.Module):
                   0 if i in global_attn_indexes else window_size, use_rel_pos, (grid, grid))
             for i in range(self.depth))
         self.norm = nn.LayerNorm(self.embed_dim, eps=1e-6) if final_norm else None
-        self.neck = None
-        self.out_channels = self.embed_dim
-        if neck_dims:
-            self.neck = nn.Sequential(
-                nn.Conv2d(self.embed_dim, neck_dims[0], kernel_size=1, bias=False),
-                LayerNorm2d(neck_dims[0]),
-                nn.Conv2d(neck_dims[0], neck_dims[0], kernel_size=3, padding=1, bias=False),
-                LayerNorm2d(neck_dims[0]))
-            self.out_channels = neck_dims[0]
+        self.out_channels = neck_dims[0] if neck_dims else self.embed_dim
+        self.neck = nn.Sequential(
+            nn.Conv2d(self.embed_dim, self.out_channels, kernel_size=1, bias=False), LayerNorm2d(self.out_channels),
+            nn.Conv2d(self.out_channels, self.out_channels, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(self.out_channels)) if neck_dims else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -302,10 +270,14 @@ class ViT(nn.Module):
         w = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
 
-    def _run_block(self, block: Block, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and self.training and x.requires_grad:
-            return activation_checkpoint(block, x, use_reentrant=False)
-        return block(x)
+    def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The blocks (checkpointed with ``with_cp`` while training), then the final norm if any."""
+        for block in self.blocks:
+            if self.with_cp and self.training and x.requires_grad:
+                x = activation_checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x if self.norm is None else self.norm(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[B, 3, H, W]`` to the position-embedded token grid ``[B, H/p, W/p, C]``."""
@@ -320,12 +292,7 @@ class ViT(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images to the last block's features ``[B, C, H/p, W/p]`` (final norm, no neck)."""
-        x = self.embed(x)
-        for block in self.blocks:
-            x = self._run_block(block, x)
-        if self.norm is not None:
-            x = self.norm(x)
-        return x.permute(0, 3, 1, 2)
+        return self._run_blocks(self.embed(x)).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images to ``[B, C, H/p, W/p]``: the neck's output when there is a neck."""
@@ -335,14 +302,9 @@ class ViT(nn.Module):
     def forward_masked(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Runs only the visible tokens (MAE/SAMI encoder).
 
-        Args:
-            x: images ``[B, 3, H, W]``.
-            mask: bool ``[B, L]`` over the ``L = H/p * W/p`` tokens in raster order, True where a
-                token is masked; every sample must keep the same number of visible tokens.
-
-        Returns:
-            ``(features [B, N_visible, C], ids_visible [B, N_visible])``, visible tokens in raster
-            order (final norm applied when the model has one).
+        ``mask`` is bool ``[B, L]`` over the ``H/p * W/p`` tokens in raster order, True where masked,
+        with the same number of visible tokens per sample. Returns ``(features [B, N_visible, C],
+        ids_visible [B, N_visible])``, visible tokens in raster order.
         """
         tokens = self.embed(x).flatten(1, 2)
         if mask.shape != tokens.shape[:2] or mask.dtype != torch.bool:
@@ -354,11 +316,7 @@ class ViT(nn.Module):
                              f'got {num_visible.tolist()}')
         ids_visible = torch.argsort(mask.to(torch.int8), dim=1, stable=True)[:, :int(num_visible[0])]
         x = torch.gather(tokens, 1, ids_visible[..., None].expand(-1, -1, tokens.shape[-1]))
-        for block in self.blocks:
-            x = self._run_block(block, x)
-        if self.norm is not None:
-            x = self.norm(x)
-        return x, ids_visible
+        return self._run_blocks(x), ids_visible
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
         """``(layer_id, num_layers)`` for layer-wise lr decay; see :func:`vit_layer_depth`."""
@@ -366,16 +324,11 @@ class ViT(nn.Module):
 
 
 def vit_layer_depth(param_name: str, depth: int, prefix: str = '') -> Tuple[int, int]:
-    """``(layer_id, num_layers)`` of a ViT parameter for layer-wise lr decay (mmpretrain's convention).
-
-    Embeddings are layer 0, block ``i`` is layer ``i + 1``, the final norm, the neck and anything
-    outside ``prefix`` the last layer. Depends only on the name and the depth, so optimizers that
-    see names alone (detectron2's lr-factor functions) share this one definition.
-    """
+    """``(layer_id, num_layers)`` of a ViT parameter for layer-wise lr decay (mmpretrain's convention):
+    embeddings 0, block ``i`` ``i + 1``, everything else the last. Needs only the name and the depth,
+    so optimizers that see names alone (detectron2's lr-factor functions) share it."""
     num_layers = depth + 2
-    if not param_name.startswith(prefix):
-        return num_layers - 1, num_layers
-    name = param_name[len(prefix):]
+    name = param_name[len(prefix):] if param_name.startswith(prefix) else ''
     if name.startswith(('pos_embed', 'patch_embed', 'cls_token')):
         return 0, num_layers
     if name.startswith('blocks.'):

@@ -1,6 +1,6 @@
 """The core ViT as the one OpenMMLab backbone: mmdet, mmseg and mmpretrain all register this class."""
 import copy
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -13,45 +13,20 @@ PRESETS = {'vitdet': VITDET_SETTINGS}
 OUT_TYPES = ('featmap', 'avg_featmap')
 
 
-def load_pretrained(model: ViT, init_cfg: Mapping[str, Any], new_layers: Sequence[str] = ()) -> None:
-    """Loads ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` through the one converter.
-
-    So a checkpoint that does not fit (another width or depth, another model, a corrupt file)
-    raises an error naming the keys in every toolbox. ``new_layers``: prefixes of layers the
-    backbone adds on top of the ViT (see :func:`~efficientsam_plugins.models.convert.vit_state_dict`).
-    """
-    name = type(model).__name__
-    if not isinstance(init_cfg, Mapping) or init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in init_cfg:
-        raise ValueError(f'{name} supports init_cfg=dict(type="Pretrained", checkpoint=...), got {init_cfg}')
-    checkpoint = init_cfg['checkpoint']
-    left = load_vit_checkpoint(model, checkpoint, init_cfg.get('prefix'), new_layers)
-    rel_pos = sum('.attn.rel_pos_' in key for key in left)
-    initialised = ([f'{rel_pos} relative-position tables'] if rel_pos else []) + \
-        [key for key in left if '.attn.rel_pos_' not in key]
-    print_log(f'{name}: loaded {checkpoint}' +
-              (f'; initialised, not loaded: {", ".join(initialised)}' if initialised else ''), logger='current')
-
-
 class SAMIViT(ViT):
     """:class:`~efficientsam_plugins.models.vit.ViT` with OpenMMLab's outputs and ``init_cfg``.
 
     Parameter names are the core's (``backbone.blocks.N...``), so SAMI pretraining checkpoints
     (``prefix='backbone.'``), official EfficientSAM checkpoints (``image_encoder.``), MAE/timm ViTs
     and model-zoo names (``zoo://efficientsam_ti``) load through
-    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)``, strictly: what a finetune
-    drops (a SAMI decoder and head, a teacher, ``norm.*`` without ``final_norm``) is skipped; a
-    checkpoint of another width or depth is an error naming the keys.
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)``, strictly, in every toolbox:
+    what a finetune drops (a SAMI decoder and head, a teacher, ``norm.*`` without ``final_norm``) is
+    skipped; a checkpoint of another width or depth is an error naming the keys.
 
-    Args:
-        arch: ``'ti'``, ``'s'``, ``'b'`` (or ``tiny``/``small``/``base``, or a dict).
-        preset: ``'vitdet'`` starts from :data:`~efficientsam_plugins.models.vit.VITDET_SETTINGS`
-            (1024 input, window 14, global blocks 2/5/8/11, relative positions, drop path 0.1);
-            None from the core's plain ViT. Explicit arguments override the preset.
-        out_type: ``'featmap'`` (``[B, C, h, w]``) or ``'avg_featmap'`` (mean over tokens, then
-            the ``fc_norm`` LayerNorm: MAE's classification head input).
-        **kwargs: the core ViT's arguments (``img_size``, ``window_size``, ``final_norm``, ...).
-
-    Returns a one-element tuple, as the toolboxes' necks and heads expect.
+    ``preset='vitdet'`` starts from ViTDet's settings (``VITDET_SETTINGS``), None from the plain
+    ViT; ``**kwargs`` (the core ViT's arguments) override it. ``out_type='avg_featmap'`` returns the
+    token mean after an ``fc_norm`` LayerNorm (MAE's classification input) instead of ``[B, C, h, w]``;
+    either comes as a one-element tuple, as the toolboxes' necks and heads expect.
     """
 
     def __init__(self, arch: Union[str, dict] = 'ti', preset: Optional[str] = None, out_type: str = 'featmap',
@@ -68,8 +43,19 @@ class SAMIViT(ViT):
 
     def init_weights(self) -> None:
         """Loads the ``init_cfg`` checkpoint when given (construction already initialised the rest)."""
-        if self.init_cfg:
-            load_pretrained(self, self.init_cfg, new_layers=('fc_norm.',))
+        init_cfg = self.init_cfg
+        if init_cfg:
+            pretrained = isinstance(init_cfg, Mapping) and init_cfg.get('type') == 'Pretrained'
+            if not pretrained or 'checkpoint' not in init_cfg:
+                raise ValueError(f'{type(self).__name__} supports init_cfg=dict(type="Pretrained", '
+                                 f'checkpoint=...), got {init_cfg}')
+            left = load_vit_checkpoint(self, init_cfg['checkpoint'], init_cfg.get('prefix'), ('fc_norm.',))
+            rel_pos = sum('.attn.rel_pos_' in key for key in left)
+            initialised = ([f'{rel_pos} relative-position tables'] if rel_pos else []) + \
+                [key for key in left if '.attn.rel_pos_' not in key]
+            print_log(f'{type(self).__name__}: loaded {init_cfg["checkpoint"]}' +
+                      (f'; initialised, not loaded: {", ".join(initialised)}' if initialised else ''),
+                      logger='current')
         self.is_init = True
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:

@@ -1,28 +1,20 @@
 """mmengine checkpoints: ``zoo://NAME`` in ``init_cfg``, and loading with ``weights_only=True``.
 
-``zoo://NAME`` works in any ``init_cfg=dict(type='Pretrained', checkpoint='zoo://...')``: checkpoints
-holding a ViT of the core's layout (EfficientSAM) come back as its backbone under plain names, which
-is what a backbone's ``init_cfg`` loads; others (SAM teachers, whose position embedding is a 4-D
-grid) are returned as stored.
+``init_cfg=dict(type='Pretrained', checkpoint='zoo://NAME')``: a checkpoint holding a ViT of the
+core's layout (EfficientSAM) comes back as that backbone under plain names, which is what a
+backbone's ``init_cfg`` loads; others (SAM teachers, with a 4-D position grid) come back as stored.
 
-Loading with ``weights_only=True`` (torch >= 2.6 default):
-
-mmengine 0.10 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means
-``weights_only=True``, which rejects what mmengine writes besides tensors: the message hub's
-``HistoryBuffer`` objects, numpy arrays and scalars in the logs, and, inside each
-``HistoryBuffer``, its class-level statistics functions, which pickle as ``getattr(cls, name)``.
-Allowing ``getattr`` would let a checkpoint reach any attribute of any allowed object, so instead
-:func:`enable_weights_only_checkpoints`
-
-* pickles ``HistoryBuffer`` without those functions (its ``__setstate__`` restores them from the
-  class), and
-* allow-lists exactly ``HistoryBuffer`` and the numpy array/scalar/dtype reconstructors.
-
-Checkpoints written after this call (``tools/train.py`` makes it before building the runner, and
-the toolbox adapters on import) load back on torch 2.9 with the safe loader; arbitrary pickled
-code is still refused.
+Since torch 2.6, mmengine 0.10's ``torch.load`` means ``weights_only=True``, which rejects what
+mmengine writes besides tensors: the message hub's ``HistoryBuffer`` objects, numpy arrays and
+scalars, and, inside each ``HistoryBuffer``, its class-level statistics functions, which pickle as
+``getattr(cls, name)``. Allowing ``getattr`` would let a checkpoint reach any attribute of any
+allowed object, so :func:`enable_weights_only_checkpoints` instead pickles ``HistoryBuffer``
+without those functions (its ``__setstate__`` restores them from the class) and allow-lists exactly
+``HistoryBuffer`` and numpy's array/scalar/dtype reconstructors. Checkpoints written after the call
+(the launcher and the toolbox adapters make it) load with the safe loader.
 """
-from typing import Any, Dict, List
+import functools
+from typing import Any, Dict
 
 import numpy as np
 import torch
@@ -31,39 +23,20 @@ from mmengine.runner import CheckpointLoader
 from ..models.checkpoint import load_checkpoint
 from ..models.convert import to_backbone_checkpoint
 
-_enabled = False
-
-
-def _numpy_globals() -> List[object]:
-    core = getattr(np, '_core', None)
-    multiarray = getattr(core, 'multiarray', None) or np.core.multiarray
-    found = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
-    found += [type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDGUSMm']
-    return found
-
-
-def mmengine_checkpoint_globals() -> List[object]:
-    """The non-tensor classes that mmengine's checkpoints contain."""
-    from mmengine.logging import HistoryBuffer
-    return [HistoryBuffer] + _numpy_globals()
-
 
 def _history_buffer_state(self) -> Dict[str, Any]:
     """``HistoryBuffer`` state without the class-level statistics functions."""
-    state = dict(self.__dict__)
-    state.pop('statistics_methods', None)
-    return state
+    return {key: value for key, value in self.__dict__.items() if key != 'statistics_methods'}
 
 
+@functools.lru_cache(maxsize=None)  # once
 def enable_weights_only_checkpoints() -> None:
-    """Makes mmengine checkpoints safe-loadable (see the module docstring); idempotent."""
-    global _enabled
-    if _enabled:
-        return
     from mmengine.logging import HistoryBuffer
     HistoryBuffer.__getstate__ = _history_buffer_state
-    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
-    _enabled = True
+    multiarray = getattr(getattr(np, '_core', None), 'multiarray', None) or np.core.multiarray
+    torch.serialization.add_safe_globals(
+        [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+        + [type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDGUSMm'])
 
 
 @CheckpointLoader.register_scheme(prefixes='zoo://', force=True)

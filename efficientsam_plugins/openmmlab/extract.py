@@ -1,12 +1,10 @@
-"""Runs a SAMI config's teacher once over its training images and stores the maps in the
-teacher-feature cache (``tools/extract_teacher_features.py`` is its command line).
+"""Runs a SAMI config's teacher once over its training images into the teacher-feature cache
+(``tools/extract_teacher_features.py`` is its command line).
 
-Each image, resized as a whole to ``image_size``, goes through ``model.target_generator`` (the
-teacher resizes it further if it runs at a fixed resolution) after the config's normalisation;
-its map (optionally resampled to a ``map_size`` grid) is stored in fp16, and
-``LoadSAMITeacherTarget`` cuts each augmented view's targets from it. The store is sharded per
-rank; a rerun skips images already stored, and shards left incomplete by an interruption are
-discarded and recomputed.
+Each whole image, resized to ``image_size`` and normalised as the config says, goes through
+``model.target_generator``; its fp16 map (optionally resampled to a ``map_size`` grid) is what
+``LoadSAMITeacherTarget`` later cuts each augmented view's targets from. A rerun skips images
+already stored and recomputes shards left incomplete by an interruption.
 """
 import copy
 import os
@@ -21,42 +19,17 @@ from ..models.sami import (FeatureCacheWriter, TeacherFeatureCache, ensure_meta,
                            resize_to_grid)
 
 
-def build_parts(cfg: Config, image_size: int):
-    """The teacher, the normaliser (and its config) and the deterministic whole-image dataset."""
-    from mmengine.registry import DATASETS, MODELS, init_default_scope
-    from mmengine.utils import import_modules_from_strings
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    teacher = MODELS.build(cfg.model.target_generator)
-    preprocessor_cfg = copy.deepcopy(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor'))
-    if preprocessor_cfg is None:
-        raise ValueError('the config has no data_preprocessor (the normalisation of the images)')
-    preprocessor_cfg.setdefault('type', 'SelfSupDataPreprocessor')
-    if not (cfg.get('train_dataloader') or {}).get('dataset'):
-        raise ValueError('the config has no train_dataloader.dataset (the images to extract from)')
-    dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
-    dataset_cfg.pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=(image_size, image_size), keep_ratio=False, backend='pillow',
-             interpolation='bicubic'),
-        dict(type='PackInputs', meta_keys=('img_path', 'ori_shape')),
-    ]
-    return teacher, MODELS.build(preprocessor_cfg), preprocessor_cfg, DATASETS.build(dataset_cfg)
-
-
 @torch.no_grad()
 def extract_teacher_features(cfg: Config, out: str, image_size: Optional[int] = None,
                              map_size: Optional[int] = None, batch_size: int = 16, num_workers: int = 4,
                              records_per_shard: int = 256, device: str = 'cpu', amp: bool = False,
                              verify: bool = False) -> List[str]:
     """Fills (or resumes) the cache at ``out`` on every rank of ``cfg.launcher``; returns the
-    problems ``verify`` found on rank 0 (re-hashing every shard), else an empty list.
-
-    ``image_size`` defaults to the student's ``img_size``; ``amp`` runs the teacher in fp16
-    autocast (CUDA only).
-    """
+    problems ``verify`` found on rank 0 by re-hashing every shard. ``image_size`` defaults to the
+    student's ``img_size``; ``amp`` runs the teacher in fp16 autocast (CUDA only)."""
     from mmengine.dataset import default_collate
+    from mmengine.registry import DATASETS, MODELS, init_default_scope
+    from mmengine.utils import import_modules_from_strings
 
     from .launch import init_distributed
     if os.path.exists(out) and not os.path.isdir(out):
@@ -65,13 +38,29 @@ def extract_teacher_features(cfg: Config, out: str, image_size: Optional[int] = 
     if not model.get('target_generator'):
         raise ValueError(f'{cfg.filename} has no model.target_generator (the teacher) to extract with; '
                          f'give a SAMI pretraining config')
+    preprocessor_cfg = copy.deepcopy(model.get('data_preprocessor') or cfg.get('data_preprocessor'))
+    if preprocessor_cfg is None:
+        raise ValueError('the config has no data_preprocessor (the normalisation of the images)')
+    if not (cfg.get('train_dataloader') or {}).get('dataset'):
+        raise ValueError('the config has no train_dataloader.dataset (the images to extract from)')
     init_distributed(cfg.get('launcher', 'none'))
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     image_size = image_size or (model.get('backbone') or {}).get('img_size', 224)
-    teacher, preprocessor, preprocessor_cfg, dataset = build_parts(cfg, image_size)
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     device = torch.device(device)
-    teacher.to(device)
-    preprocessor.to(device)
+    teacher = MODELS.build(model.target_generator).to(device)
+    preprocessor_cfg.setdefault('type', 'SelfSupDataPreprocessor')
+    preprocessor = MODELS.build(preprocessor_cfg).to(device)
+    dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    dataset_cfg.pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(image_size, image_size), keep_ratio=False, backend='pillow',
+             interpolation='bicubic'),
+        dict(type='PackInputs', meta_keys=('img_path', 'ori_shape')),
+    ]
+    dataset = DATASETS.build(dataset_cfg)
     image_root = os.path.abspath(dataset.data_prefix['img_path'])
     meta = dict(teacher=teacher.describe(), image_size=image_size, map_size=map_size,
                 image_root=image_root, dtype='float16',

@@ -31,20 +31,13 @@ class EfficientSamDataPreprocessor(BaseDataPreprocessor):
 class EfficientSamFinetuner(BaseModel):
     """Wraps :func:`build_efficient_sam` (the exact inference model) for training.
 
-    Args:
-        model_config: ``'ti'``, ``'s'`` or a dict of architecture overrides.
-        checkpoint: a whole EfficientSAM checkpoint (official layout) to start from.
-        encoder_init: ``dict(checkpoint=..., prefix=...)`` for the image encoder: a SAMI
-            checkpoint (mmpretrain, ``prefix='backbone.'``) or an EfficientSAM one
-            (``prefix='image_encoder.'``); optional ``allow_missing`` / ``ignore_unexpected``
-            key prefixes (see :func:`load_prefixed`).
-        decoder_init: the same for the prompt encoder and mask decoder of an EfficientSAM
-            checkpoint (``prefix=''``); None trains them from scratch.
-        box_probability: chance that a query is a box rather than a point.
-        num_iterative_clicks: extra rounds per step, each adding a positive click in the missed
-            region of the previous prediction; every round's loss counts.
-        loss_weights: ``focal``, ``dice`` (SAM: 20 : 1) and ``iou`` (MSE of the IoU head).
-        eval_protocol: :class:`PromptProtocol` arguments of the validation/test mIoU.
+    ``checkpoint`` is a whole EfficientSAM checkpoint (official layout); ``encoder_init`` /
+    ``decoder_init`` are ``dict(checkpoint=..., prefix=...)`` plus optional ``allow_missing`` /
+    ``ignore_unexpected`` key prefixes (see :func:`load_prefixed`) for the image encoder (a SAMI
+    checkpoint: ``prefix='backbone.'``; EfficientSAM: ``'image_encoder.'``) and for the prompt
+    encoder + mask decoder (``prefix=''``; None trains them from scratch). ``num_iterative_clicks``
+    and ``loss_weights`` go to :func:`training_round`; ``eval_protocol`` holds the
+    :class:`PromptProtocol` arguments of the validation/test mIoU.
     """
 
     def __init__(self, model_config: Union[str, Mapping[str, Any]] = 'ti', checkpoint: Optional[str] = None,
@@ -56,8 +49,6 @@ class EfficientSamFinetuner(BaseModel):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or dict(type='EfficientSamDataPreprocessor'),
                          init_cfg=init_cfg)
-        if isinstance(model_config, Mapping):
-            model_config = dict(model_config)
         self.model_config = resolve_config(model_config)
         self.model = build_efficient_sam(self.model_config).train()
         max_clicks = self.model.decoder_max_num_input_points - 2
@@ -67,13 +58,12 @@ class EfficientSamFinetuner(BaseModel):
         if not 0.0 <= box_probability <= 1.0:
             raise ValueError(f'box_probability must be in [0, 1], got {box_probability}')
         self.checkpoint, self.encoder_init, self.decoder_init = checkpoint, encoder_init, decoder_init
-        self.box_probability = box_probability
-        self.num_iterative_clicks = num_iterative_clicks
+        self.box_probability, self.num_iterative_clicks = box_probability, num_iterative_clicks
         unknown = sorted(set(loss_weights or {}) - set(LOSS_WEIGHTS))
         if unknown:
             raise ValueError(f'unknown loss_weights keys {unknown}; expected focal, dice, iou')
-        self.loss_weights = {k: float(v) for k, v in {**LOSS_WEIGHTS, **dict(loss_weights or {})}.items()}
-        self.eval_protocol = PromptProtocol(**dict(eval_protocol or dict(box=True, clicks=(1, 3))))
+        self.loss_weights = {k: float(v) for k, v in {**LOSS_WEIGHTS, **(loss_weights or {})}.items()}
+        self.eval_protocol = PromptProtocol(**(eval_protocol or {}))
 
     def init_weights(self) -> None:
         """Loads ``checkpoint``, then ``encoder_init`` and ``decoder_init`` (the runner calls this
@@ -88,17 +78,14 @@ class EfficientSamFinetuner(BaseModel):
         if self.decoder_init:
             cfg = dict(self.decoder_init)
             checkpoint, prefix = cfg.pop('checkpoint'), cfg.pop('prefix', '')
-            load_prefixed(self.model.prompt_encoder, checkpoint, prefix + 'prompt_encoder.',
-                          what='prompt encoder', **cfg)
-            load_prefixed(self.model.mask_decoder, checkpoint, prefix + 'mask_decoder.',
-                          what='mask decoder', **cfg)
+            for part in ('prompt_encoder', 'mask_decoder'):
+                load_prefixed(getattr(self.model, part), checkpoint, f'{prefix}{part}.',
+                              what=part.replace('_', ' '), **cfg)
 
     def forward(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
                 data_samples: Optional[List[dict]] = None, mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
+        if mode in ('loss', 'predict'):
+            return getattr(self, mode)(inputs, data_samples)
         if mode == 'tensor':
             return self.model.get_image_embeddings(inputs)
         raise ValueError(f'unknown mode {mode!r}; expected loss, predict or tensor')
@@ -120,15 +107,14 @@ class EfficientSamFinetuner(BaseModel):
         """Promptable evaluation of each image with :attr:`eval_protocol`: the per-instance records
         that :class:`~efficientsam_plugins.openmmlab.metric.PromptableIoUMetric` aggregates."""
         was_training = self.model.training
-        segmenter = EfficientSamSegmenter(self.model)
+        segmenter = EfficientSamSegmenter(self.model)  # sets eval mode
         outputs = []
         try:
             for image, sample in zip(inputs, data_samples):
                 gt = sample['gt_masks'].cpu().numpy()
-                height, width = gt.shape[-2:]
                 instances = [Instance(int(a), int(c), m, int(m.sum()))
                              for a, c, m in zip(sample['annotation_ids'], sample['category_ids'], gt)]
-                info = ImageInfo(int(sample['image_id']), sample.get('img_path', ''), width, height)
+                info = ImageInfo(int(sample['image_id']), sample.get('img_path', ''), gt.shape[-1], gt.shape[-2])
                 outputs.append(dict(image_id=info.id,
                                     records=evaluate_image(segmenter, info, image, instances, self.eval_protocol)))
         finally:

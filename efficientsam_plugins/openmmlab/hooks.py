@@ -13,13 +13,9 @@ from ..models.convert import save_official_efficientsam
 
 @HOOKS.register_module()
 class MeanLossOverRanksHook(Hook):
-    """Logs the losses averaged over all ranks instead of rank 0's alone.
-
-    mmengine logs what rank 0 computed on its share of the batch; with this hook the logged
-    ``loss`` is the loss of the whole global batch, comparable between runs on different numbers
-    of processes. It runs before :class:`~mmengine.hooks.RuntimeInfoHook` records the values and
-    costs one small all-reduce per iteration (nothing without distribution).
-    """
+    """Logs the losses averaged over all ranks, not rank 0's share of the batch alone, so runs on
+    different numbers of processes compare; one small all-reduce per iteration, before
+    :class:`~mmengine.hooks.RuntimeInfoHook` records the values."""
 
     priority = 'HIGHEST'
 
@@ -32,19 +28,13 @@ class MeanLossOverRanksHook(Hook):
             return
         values = torch.stack([outputs[k].detach().float().reshape(()) for k in keys])
         all_reduce(values, op='mean')
-        for key, value in zip(keys, values):
-            outputs[key] = value
+        outputs.update(zip(keys, values))
 
 
 @HOOKS.register_module(name='EfficientSamExportHook')
 class EfficientSamExportHook(Hook):
-    """Writes ``work_dir/<filename>`` as ``{"model": state_dict}`` (plus ``.config.json``) after
-    training, so the result loads with ``build_efficient_sam`` / ``EfficientSamPredictor``.
-
-    Args:
-        filename: checkpoint name inside the work dir.
-        out_dir: another folder instead of the work dir.
-    """
+    """Writes ``<out_dir or work_dir>/<filename>`` as ``{"model": state_dict}`` (plus
+    ``.config.json``) after training, so the result loads with ``build_efficient_sam``."""
 
     priority = 'LOW'
 

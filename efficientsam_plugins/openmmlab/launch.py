@@ -21,24 +21,14 @@ CONFIG_EXTENSIONS = ('.py', '.json', '.yml', '.yaml')
 def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
                 resume: Optional[str] = None, amp: bool = False, launcher: str = 'none',
                 auto_scale_lr: bool = False, checkpoint: Optional[str] = None) -> Config:
-    """The config of ``config`` with the launcher's command-line choices applied.
-
-    Args:
-        work_dir: output directory (default: the config's, else ``work_dirs/<config name>``).
-        cfg_options: ``key=value`` overrides, applied last.
-        resume: ``'auto'`` (latest checkpoint of the work dir) or a checkpoint path.
-        amp: mixed precision (``AmpOptimWrapper``); needs CUDA. Without CUDA, a config that asks
-            for AMP (the GPU recipes) trains in fp32 with a warning.
-        launcher: ``none`` or a distributed launcher; without CUDA the backend becomes gloo.
-        auto_scale_lr: scale the learning rate by the real batch size (``auto_scale_lr`` config).
-        checkpoint: weights to evaluate (``load_from``), for testing.
-    """
+    """The config of ``config`` with the launcher's command-line choices applied (``cfg_options``
+    last). ``resume``: ``'auto'`` (the work dir's latest checkpoint) or a path; ``checkpoint``: the
+    weights to test. Without CUDA, a config asking for AMP (the GPU recipes) trains in fp32 with a
+    warning, and distributed runs use gloo."""
     if not os.path.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
     if not config.endswith(CONFIG_EXTENSIONS):
         raise ValueError(f'{config} is not a config file: expected one of {", ".join(CONFIG_EXTENSIONS)}')
-    if launcher not in LAUNCHERS:
-        raise ValueError(f'unknown launcher {launcher!r}; expected one of {LAUNCHERS}')
     try:
         cfg = Config.fromfile(config)
     except (SyntaxError, NameError) as err:  # raised by the config's own code, or its _base_ files'
@@ -71,45 +61,26 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
         check_checkpoint_file(checkpoint)
         cfg.load_from = checkpoint
     if launcher != 'none' and not torch.cuda.is_available():
-        _use_cpu_distribution(cfg)
+        # mmengine assumes GPUs: it picks nccl and passes device_ids=[LOCAL_RANK], which DDP rejects
+        # for a CPU module
+        env_cfg = cfg.get('env_cfg') or {}
+        cfg.env_cfg = dict(env_cfg, dist_cfg=dict(env_cfg.get('dist_cfg') or {}, backend='gloo'))
+        cfg.model_wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel', broadcast_buffers=False), device_ids=None)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    _unscope_collate_fns(cfg)
-    return cfg
-
-
-def _unscope_collate_fns(cfg: Config) -> None:
-    """Drops the ``_scope_`` that configs inherited as ``package::...`` attach to ``collate_fn``.
-
-    mmengine builds ``collate_fn`` with ``functools.partial(fn, **cfg)`` rather than a registry, so
-    the key would reach the function as an unexpected argument.
-    """
+    # mmengine builds collate_fn with functools.partial(fn, **cfg), not a registry, so the _scope_
+    # that configs inherited as ``package::...`` attach would reach the function as an argument
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)
         if isinstance(loader, dict) and isinstance(loader.get('collate_fn'), dict):
             loader['collate_fn'].pop('_scope_', None)
+    return cfg
 
 
-def _use_cpu_distribution(cfg: Config) -> None:
-    """Distributed runs without CUDA: gloo, and DDP without ``device_ids``.
-
-    mmengine assumes GPUs here: it picks nccl and passes ``device_ids=[LOCAL_RANK]``, which DDP
-    rejects for a CPU module.
-    """
-    env_cfg = cfg.get('env_cfg') or {}
-    cfg.env_cfg = dict(env_cfg, dist_cfg=dict(env_cfg.get('dist_cfg') or {}, backend='gloo'))
-    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel',
-                                                   broadcast_buffers=False)
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
-
-
-def init_distributed(launcher: str, backend: Optional[str] = None, timeout_s: int = 1800) -> None:
-    """Starts the process group for ``launcher`` (nothing for ``'none'`` or if already started).
-
-    Without CUDA the group is started here with gloo, because mmengine's ``init_dist`` would call
-    ``torch.cuda.set_device``.
-    """
+def init_distributed(launcher: str, backend: Optional[str] = None) -> None:
+    """Starts the process group for ``launcher`` (nothing for ``'none'`` or if already started);
+    without CUDA here, with gloo, because mmengine's ``init_dist`` would call ``torch.cuda.set_device``."""
     import datetime
 
     import torch.distributed as dist
@@ -117,10 +88,9 @@ def init_distributed(launcher: str, backend: Optional[str] = None, timeout_s: in
         return
     if torch.cuda.is_available():
         from mmengine.dist import init_dist
-        init_dist(launcher, backend=backend or 'nccl', timeout=timeout_s)
+        init_dist(launcher, backend=backend or 'nccl', timeout=1800)
     elif launcher == 'pytorch':
-        dist.init_process_group(backend=backend or 'gloo',
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        dist.init_process_group(backend=backend or 'gloo', timeout=datetime.timedelta(seconds=1800))
     else:
         raise ValueError(f'launcher {launcher!r} needs CUDA here; use --launcher pytorch (torchrun)')
 
@@ -132,14 +102,12 @@ def build_runner(cfg: Config):
     enable_weights_only_checkpoints()
     if cfg.get('launcher', 'none') != 'none' and not torch.cuda.is_available():
         init_distributed(cfg.launcher, cfg.env_cfg.dist_cfg.get('backend', 'gloo'))
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
 
 class ConfigOptionsAction(DictAction):
-    """mmengine's ``DictAction`` with a usage error for a malformed ``key=value`` (it raises a bare
-    ValueError or AssertionError, which would end the launcher with a traceback)."""
+    """mmengine's ``DictAction`` with a usage error for a malformed ``key=value`` (not its bare
+    ValueError or AssertionError)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         for item in values or ():
@@ -152,7 +120,6 @@ class ConfigOptionsAction(DictAction):
 
 
 def add_common_arguments(parser, options: Sequence[str] = ('work-dir', 'cfg-options', 'launcher')):
-    """The arguments both launchers share."""
     if 'work-dir' in options:
         parser.add_argument('--work-dir', help='directory for logs and checkpoints')
     if 'cfg-options' in options:

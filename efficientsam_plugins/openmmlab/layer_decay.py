@@ -15,11 +15,10 @@ NO_DECAY_NAMES = ('pos_embed', 'rel_pos_h', 'rel_pos_w', 'cls_token', 'mask_toke
 class SAMILayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """ViTDet/BEiT layer decay over ``model.backbone.get_layer_depth``; everything else lr x1.
 
-    ``paramwise_cfg``: ``layer_decay_rate`` (e.g. 0.7), ``custom_keys`` as in mmengine
-    (``lr_mult``/``decay_mult`` by substring, longest match wins, e.g. ``{'backbone': dict(lr_mult=0.1)}``).
-    1-D parameters (norms, biases), position embeddings and relative-position tables get no weight
-    decay. Models without ``backbone.get_layer_depth`` (any other backbone dropped into a config)
-    train with plain per-parameter groups, so the constructor is safe to leave in a config.
+    ``paramwise_cfg``: ``layer_decay_rate`` (e.g. 0.7), ``custom_keys`` as in mmengine (by substring,
+    longest match wins). 1-D parameters, position embeddings and relative-position tables get no
+    weight decay. Without ``backbone.get_layer_depth`` (another backbone dropped into a config),
+    plain per-parameter groups, so the constructor is safe to leave in a config.
     """
 
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
@@ -34,11 +33,11 @@ class SAMILayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            lr, weight_decay = self.base_lr, self.base_wd or 0.0
+            lr = self.base_lr
             if get_layer_depth is not None and name.startswith('backbone.'):
                 lr *= layer_decay_scale(*get_layer_depth(name, 'backbone.'), decay_rate)
-            if param.ndim == 1 or name.split('.')[-1] in NO_DECAY_NAMES:
-                weight_decay = 0.0
+            no_decay = param.ndim == 1 or name.split('.')[-1] in NO_DECAY_NAMES
+            weight_decay = 0.0 if no_decay else self.base_wd or 0.0
             key = next((k for k in sorted_keys if k in name), None)
             if key is not None:
                 lr *= custom_keys[key].get('lr_mult', 1.0)

@@ -1,9 +1,6 @@
-"""Promptable mIoU as an mmengine metric (needs mmengine; the rest of the package does not).
-
-The model's predict step (e.g. ``EfficientSamFinetuner``) returns, per image, the per-instance
-records of :func:`~efficientsam_plugins.evaluation.promptable.evaluate_image`; this metric
-aggregates them exactly as ``tools/eval_promptable.py`` does.
-"""
+"""Promptable mIoU as an mmengine metric: aggregates the per-image records of
+:func:`~efficientsam_plugins.evaluation.promptable.evaluate_image` that the model's predict step
+(``EfficientSamFinetuner``) returns, exactly as ``tools/eval_promptable.py`` does."""
 from typing import Any, Dict, List, Sequence
 
 from mmengine.evaluator import BaseMetric
@@ -25,14 +22,11 @@ class PromptableIoUMetric(BaseMetric):
             self.results.append(sample['records'])
 
     def compute_metrics(self, results: List[List[Dict[str, Any]]]) -> Dict[str, float]:
-        results = [record for image_records in results for record in image_records]
-        names = list(dict.fromkeys(r['prompt_name'] for r in results))
+        records = [record for image_records in results for record in image_records]
         metrics = {}
-        for name, entry in summarize(results, names).items():
-            if entry['mIoU'] is not None:
-                metrics[f'{name}/mIoU'] = entry['mIoU']
-            for bucket in SIZE_BUCKETS:
-                if entry[bucket]['mIoU'] is not None:
-                    metrics[f'{name}/mIoU_{bucket}'] = entry[bucket]['mIoU']
+        for name, entry in summarize(records, list(dict.fromkeys(r['prompt_name'] for r in records))).items():
+            for key, value in [('mIoU', entry['mIoU'])] + [(f'mIoU_{b}', entry[b]['mIoU']) for b in SIZE_BUCKETS]:
+                if value is not None:
+                    metrics[f'{name}/{key}'] = value
             metrics[f'{name}/num_instances'] = entry['num_instances']
         return metrics

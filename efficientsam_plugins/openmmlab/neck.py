@@ -8,13 +8,8 @@ from ..models.simple_pyramid import SimpleFeaturePyramid
 
 
 class SAMISimpleFPN(nn.Module):
-    """ViTDet's simple pyramid from the backbone's last map (strides 4/8/16/32, + 64 with P6).
-
-    Args:
-        backbone_channel: the ViT width (192 Ti, 384 S, 768 B).
-        out_channels: channels of every level (256 for Mask R-CNN).
-        num_outs: 5 for detection (P2-P6 with a max-pooled P6), 4 for segmentation.
-    """
+    """ViTDet's simple pyramid from the backbone's last map (strides 4/8/16/32); ``num_outs`` 5
+    (detection) adds a max-pooled P6, 4 (segmentation) does not. ``backbone_channel``: the ViT width."""
 
     def __init__(self, backbone_channel: int, out_channels: int = 256, num_outs: int = 5,
                  scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5), init_cfg=None) -> None:

@@ -1,16 +1,13 @@
 """SA-1B (and COCO/LVIS-format) data for EfficientSAM finetuning and in-training evaluation.
 
-SA-1B stores one JSON per image beside it (``sa_1.jpg`` + ``sa_1.json`` holding ``image`` and
-``annotations`` with RLE ``segmentation``). Training samples are resized here, in the loader
-workers, to what the model consumes: the image to ``img_size x img_size`` (bilinear, aspect ratio
-not kept, as the official model resizes) and up to ``max_masks_per_image`` randomly chosen masks
-to the decoder's output grid ``mask_size`` (area interpolation, threshold 0.5; masks that vanish
-are skipped). With ``img_size=None`` samples keep their original size and every instance, for the
-promptable evaluation during training.
+SA-1B stores one JSON per image beside it (``sa_1.jpg`` + ``sa_1.json``: ``image`` and ``annotations``
+with RLE ``segmentation``). Training samples are resized in the loader workers to what the model
+consumes: the image to ``img_size`` squared (bilinear, aspect ratio not kept, as the official model),
+up to ``max_masks_per_image`` random masks to the decoder's ``mask_size`` (covered fraction >= 0.5,
+vanished masks skipped). With ``img_size=None`` samples keep their size and every instance (evaluation).
 """
 import os
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,48 +15,29 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..evaluation.dataset import InstanceDataset, load_rgb_image, read_json
-from ..evaluation.masks import coco_mask_api
 
 MAX_RESAMPLE_ATTEMPTS = 20
 
 
-@dataclass
-class _ImageEntry:
+class _ImageEntry(NamedTuple):
     image_id: int
     img_path: str
     ann_path: Optional[str]  # SA-1B per-image JSON; None for COCO-format data
 
 
-def resize_image(image: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 ``HxWx3`` to uint8 ``[3, size, size]`` (bilinear, like the official preprocessing)."""
-    tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
-    resized = F.interpolate(tensor, (size, size), mode='bilinear', align_corners=False)
-    return resized[0].round().clamp(0, 255).to(torch.uint8)
-
-
-def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
-    """bool ``[H, W]`` to bool ``[size, size]``: covered area fraction >= 0.5."""
-    resized = F.interpolate(torch.from_numpy(mask)[None, None].float(), (size, size), mode='area')
-    return resized[0, 0] >= 0.5
-
-
 class SA1BDataset(Dataset):
-    """Images with instance masks from an SA-1B folder or a COCO/LVIS annotation file.
+    """Images with instance masks from an SA-1B folder (``data_root``) or a COCO/LVIS annotation file
+    (``ann_file`` + ``img_dir``, non-crowd instances).
 
-    Args:
-        data_root: SA-1B folder of ``*.jpg`` + ``*.json`` pairs (give this, or the next two).
-        ann_file, img_dir: COCO/LVIS-format instances JSON and image folder (non-crowd instances).
-        img_size: model input size for training samples; None keeps original sizes (evaluation).
-        mask_size: ground-truth mask size for training, default ``img_size // 4`` (the decoder's).
-        max_masks_per_image: masks sampled per training image (SAM used up to 64 per GPU image).
-        max_images: only the first N images (sorted by id / file name), for smoke runs.
+    ``mask_size`` defaults to ``img_size // 4`` (the decoder's output); SAM sampled up to 64 masks
+    per GPU image; ``max_images`` keeps the first N images (by id / file name), for smoke runs.
     """
 
     def __init__(self, data_root: Optional[str] = None, ann_file: Optional[str] = None,
                  img_dir: Optional[str] = None, img_size: Optional[int] = 1024,
                  mask_size: Optional[int] = None, max_masks_per_image: int = 64,
                  max_images: Optional[int] = None) -> None:
-        if (data_root is None) == (ann_file is None):
+        if (data_root is None) == (ann_file is None) or (ann_file is not None and img_dir is None):
             raise ValueError('give either data_root (SA-1B folder) or ann_file + img_dir (COCO/LVIS format)')
         self.img_size = img_size
         self.mask_size = mask_size or (img_size // 4 if img_size else None)
@@ -69,8 +47,6 @@ class SA1BDataset(Dataset):
             self.entries = self._scan_sa1b(data_root)
             self.source = 'sa1b'
         else:
-            if img_dir is None:
-                raise ValueError('ann_file needs img_dir')
             self.coco = InstanceDataset(ann_file, img_dir)
             ids = [i for i in self.coco.image_ids if self.coco.annotations(i)]
             self.entries = [_ImageEntry(i, self.coco.images[i].path, None) for i in ids]
@@ -85,10 +61,8 @@ class SA1BDataset(Dataset):
         if not os.path.isdir(root):
             raise FileNotFoundError(f'SA-1B folder not found: {root}')
         entries = []
-        for name in sorted(os.listdir(root)):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() != '.json':
-                continue
+        for name in sorted(n for n in os.listdir(root) if n.lower().endswith('.json')):
+            stem = os.path.splitext(name)[0]
             img_path = os.path.join(root, stem + '.jpg')
             if not os.path.isfile(img_path):
                 raise FileNotFoundError(f'SA-1B annotation {name} has no image {img_path} beside it')
@@ -103,19 +77,27 @@ class SA1BDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _raw_instances(self, entry: _ImageEntry) -> Tuple[int, int, List[Dict[str, Any]], Callable]:
-        """Image height, width, its non-crowd annotations (masks still encoded) and their decoder."""
+    def _load(self, entry: _ImageEntry) -> Tuple[torch.Tensor, List[Dict[str, Any]], Callable, Dict[str, Any]]:
+        """The image (uint8 ``[3, H, W]``), its non-crowd annotations (masks still encoded), their
+        decoder and the sample fields both modes share."""
         if entry.ann_path is None:
             info = self.coco.images[entry.image_id]
-            return info.height, info.width, self.coco.annotations(entry.image_id), self.coco.mask
-        data = read_json(entry.ann_path, 'SA-1B annotation')
-        try:
-            height, width = int(data['image']['height']), int(data['image']['width'])
-            anns = list(data['annotations'])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f'SA-1B annotation {entry.ann_path} lacks image height/width or '
-                             f'annotations ({err!r})') from err
-        return height, width, anns, lambda ann: coco_mask_api().decode(ann['segmentation']).astype(bool)
+            height, width, anns, decode = info.height, info.width, self.coco.annotations(info.id), self.coco.mask
+        else:
+            data = read_json(entry.ann_path, 'SA-1B annotation')
+            try:
+                height, width = int(data['image']['height']), int(data['image']['width'])
+                anns = list(data['annotations'])
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f'SA-1B annotation {entry.ann_path} lacks image height/width or '
+                                 f'annotations ({err!r})') from err
+            from pycocotools import mask as mask_api
+
+            def decode(ann):
+                return mask_api.decode(ann['segmentation']).astype(bool)
+        image = torch.from_numpy(np.array(load_rgb_image(entry.img_path, (height, width)))).permute(2, 0, 1)
+        fields = dict(image_id=entry.image_id, img_path=entry.img_path, ori_shape=(height, width))
+        return image, anns, decode, fields
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         if self.img_size is None:
@@ -128,24 +110,23 @@ class SA1BDataset(Dataset):
                          f'at {self.mask_size}x{self.mask_size}; raise img_size or check the annotations')
 
     def _training_sample(self, entry: _ImageEntry) -> Optional[Dict[str, Any]]:
-        height, width, anns, decode = self._raw_instances(entry)
-        image = load_rgb_image(entry.img_path, (height, width))
+        image, anns, decode, sample = self._load(entry)
         masks = []
         for i in torch.randperm(len(anns)).tolist():
-            mask = resize_mask(decode(anns[i]), self.mask_size)
+            mask = torch.from_numpy(decode(anns[i]))[None, None].float()
+            mask = F.interpolate(mask, self.mask_size, mode='area')[0, 0] >= 0.5
             if mask.any():
                 masks.append(mask)
                 if len(masks) == self.max_masks_per_image:
                     break
         if not masks:
             return None
-        return dict(inputs=resize_image(image, self.img_size),
-                    data_samples=dict(image_id=entry.image_id, img_path=entry.img_path,
-                                      ori_shape=(height, width), gt_masks=torch.stack(masks)))
+        image = F.interpolate(image[None].float(), self.img_size, mode='bilinear', align_corners=False)[0]
+        return dict(inputs=image.round().clamp(0, 255).to(torch.uint8),
+                    data_samples=dict(sample, gt_masks=torch.stack(masks)))
 
     def _evaluation_sample(self, entry: _ImageEntry) -> Dict[str, Any]:
-        height, width, anns, decode = self._raw_instances(entry)
-        image = load_rgb_image(entry.img_path, (height, width))
+        image, anns, decode, sample = self._load(entry)
         masks, ann_ids, cat_ids = [], [], []
         for i, ann in enumerate(anns):
             mask = decode(ann)
@@ -153,11 +134,9 @@ class SA1BDataset(Dataset):
                 masks.append(torch.from_numpy(mask))
                 ann_ids.append(int(ann.get('id', i)))
                 cat_ids.append(int(ann.get('category_id', 0)))
-        gt = torch.stack(masks) if masks else torch.zeros((0, height, width), dtype=torch.bool)
-        return dict(inputs=torch.from_numpy(np.array(image)).permute(2, 0, 1),
-                    data_samples=dict(image_id=entry.image_id, img_path=entry.img_path,
-                                      ori_shape=(height, width), gt_masks=gt,
-                                      annotation_ids=ann_ids, category_ids=cat_ids))
+        gt = torch.stack(masks) if masks else torch.zeros((0, *image.shape[1:]), dtype=torch.bool)
+        return dict(inputs=image,
+                    data_samples=dict(sample, gt_masks=gt, annotation_ids=ann_ids, category_ids=cat_ids))
 
 
 def efficientsam_collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, List[Any]]:

@@ -1,9 +1,7 @@
-"""SAMI (EfficientSAM's masked image pretraining) as an mmpretrain self-supervised algorithm.
-
-The pieces follow mmpretrain's split: the algorithm :class:`SAMI`, the student backbone
-:class:`~.backbone.SAMIViT`, the neck ``SAMICrossAttnDecoder``, the head :class:`SAMIHead` with
-the loss ``SAMIReconstructionLoss``, and the target generators ``SAMTeacher`` /
-``EfficientSAMTeacher``. All the computation lives in :mod:`efficientsam_plugins.models.sami`.
+"""SAMI (EfficientSAM's masked image pretraining) as an mmpretrain self-supervised algorithm, in
+mmpretrain's split: algorithm :class:`SAMI`, backbone ``SAMIViT``, neck ``SAMICrossAttnDecoder``,
+head :class:`SAMIHead` (loss ``SAMIReconstructionLoss``), target generators ``SAMTeacher`` /
+``EfficientSAMTeacher``. The computation lives in :mod:`efficientsam_plugins.models.sami`.
 """
 from typing import List, Optional, Sequence, Union
 
@@ -17,9 +15,9 @@ from mmpretrain.structures import DataSample
 from ..models.sami import (CrossAttentionDecoder, EfficientSAMTeacher, ProjectionHead,
                            ReconstructionLoss, SAMTeacher, TeacherSlot, check_mask_ratio,
                            random_token_mask)
+from .transforms import TARGET_KEY
 
 TEACHER_MODES = ('online', 'cached')
-TARGET_KEY = 'sami_target'
 
 MODELS.register_module('SAMICrossAttnDecoder', module=CrossAttentionDecoder)
 MODELS.register_module('SAMIReconstructionLoss', module=ReconstructionLoss)
@@ -41,16 +39,9 @@ class SAMIHead(ProjectionHead):
 class SAMI(BaseSelfSupervisor):
     """SAMI: a masked student ViT and a decoder reconstruct a frozen SAM encoder's features.
 
-    Args:
-        backbone: the student (``SAMIViT``), run on the visible tokens only.
-        neck: the cross-attention decoder (``SAMICrossAttnDecoder``).
-        head: projection + loss (``SAMIHead``); its ``out_channels`` is the teacher's width.
-        target_generator: the teacher (``SAMTeacher``, ``EfficientSAMTeacher``); built only when
-            ``teacher_mode='online'`` and kept out of the module tree and checkpoints.
-        teacher_mode: ``'online'`` runs the teacher on every batch; ``'cached'`` reads the
-            targets the pipeline's ``LoadSAMITeacherTarget`` cut from a teacher-feature cache.
-        mask_ratio: fraction of masked tokens, in (0, 1).
-
+    The teacher (``target_generator``) is built only for ``teacher_mode='online'``, which runs it
+    on every batch, and is kept out of the module tree and checkpoints; ``'cached'`` reads the
+    targets that the pipeline's ``LoadSAMITeacherTarget`` cut from a teacher-feature cache.
     Masks are a function of (seed, iteration, dataset index) (see
     :func:`~efficientsam_plugins.models.sami.random_token_mask`), so resumed and multi-process
     runs mask every sample as one uninterrupted single-process run would. The seed is a buffer
@@ -81,17 +72,11 @@ class SAMI(BaseSelfSupervisor):
 
     @property
     def teacher(self) -> Optional[nn.Module]:
-        return self.target_generator.teacher if self.target_generator is not None else None
+        return None if self.target_generator is None else self.target_generator.teacher
 
     def extract_feat(self, inputs: Union[torch.Tensor, List[torch.Tensor]]):
         """The student's features of whole (unmasked) images."""
         return self.backbone(inputs[0] if isinstance(inputs, (list, tuple)) else inputs)
-
-    def _step(self) -> int:
-        """The global iteration (from the runner), else a count of this model's loss calls."""
-        step = MessageHub.get_current_instance().get_info('iter')
-        self._calls += 1
-        return int(step) if step is not None else self._calls - 1
 
     def _targets(self, images: torch.Tensor, data_samples: Sequence[DataSample],
                  grid: tuple) -> torch.Tensor:
@@ -107,8 +92,7 @@ class SAMI(BaseSelfSupervisor):
                 raise ValueError(f"teacher_mode='cached' needs '{TARGET_KEY}' in every data sample: "
                                  f"add dict(type='LoadSAMITeacherTarget', cache_root=...) after "
                                  f"RandomFlip and PackInputs(algorithm_keys=['{TARGET_KEY}'])")
-            maps = torch.stack([sample.get(TARGET_KEY) for sample in data_samples])
-            maps = maps.to(images.device, torch.float32)
+            maps = torch.stack([sample.get(TARGET_KEY) for sample in data_samples]).to(images.device, torch.float32)
             if tuple(maps.shape[-2:]) != tuple(grid):
                 raise ValueError(f'cached targets have grid {tuple(maps.shape[-2:])}, the student '
                                  f'{tuple(grid)}: check LoadSAMITeacherTarget(patch_size=...)')
@@ -121,9 +105,10 @@ class SAMI(BaseSelfSupervisor):
         grid = (images.shape[-2] // patch, images.shape[-1] // patch)
         sample_ids = torch.tensor([sample.metainfo.get('sample_idx', i)
                                    for i, sample in enumerate(data_samples)], device=images.device)
-        mask = random_token_mask(sample_ids, self._step(), grid[0] * grid[1], self.mask_ratio,
-                                 self.mask_seed)
+        # the runner's global iteration, else a count of this model's loss calls
+        step = int(MessageHub.get_current_instance().get_info('iter', self._calls))
+        self._calls += 1
+        mask = random_token_mask(sample_ids, step, grid[0] * grid[1], self.mask_ratio, self.mask_seed)
         visible, ids_visible = self.backbone.forward_masked(images, mask)
-        tokens = self.neck(visible, ids_visible, mask, grid)
-        targets = self._targets(images, data_samples, grid)
-        return dict(loss=self.head.loss(tokens, targets))
+        return dict(loss=self.head.loss(self.neck(visible, ids_visible, mask, grid),
+                                        self._targets(images, data_samples, grid)))

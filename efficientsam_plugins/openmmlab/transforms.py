@@ -17,12 +17,9 @@ TARGET_KEY = 'sami_target'
 
 @TRANSFORMS.register_module()
 class SAMIRandomResizedCrop(RandomResizedCrop):
-    """mmpretrain's ``RandomResizedCrop`` that also records the crop as a view box.
-
-    The box ``(x1, y1, x2, y2)`` is normalised to the image it was cut from and composed with any
-    earlier recorded crop, and stored as ``results['sami_view_box']``; ``LoadSAMITeacherTarget``
-    cuts the cached whole-image teacher map to it. Flips must come after this crop.
-    """
+    """mmpretrain's ``RandomResizedCrop`` that also records the crop, composed with any earlier
+    one, as ``results['sami_view_box']`` (normalised ``(x1, y1, x2, y2)``), to which
+    ``LoadSAMITeacherTarget`` cuts the cached whole-image teacher map. Flips must come after it."""
 
     def transform(self, results: dict) -> dict:
         if results.get('flip', False):
@@ -48,13 +45,8 @@ class LoadSAMITeacherTarget(BaseTransform):
     view's target is that map cut to the view box recorded by ``SAMIRandomResizedCrop`` (the whole
     image if there is none) with RoIAlign, sampled at the centres of the view's ``patch_size``
     tokens, and mirrored if ``RandomFlip`` flipped the view. Place it after the crop and the flip;
-    other geometric transforms after the crop are not supported.
-
-    Args:
-        cache_root: directory of the teacher-feature cache.
-        patch_size: the student's patch size (the target grid is the view size / patch size).
-        image_root: directory the cache keys are relative to (default: the one recorded in the
-            cache at extraction).
+    other geometric transforms after the crop are not supported. ``image_root`` (the folder the
+    cache keys are relative to) defaults to the one recorded at extraction.
     """
 
     def __init__(self, cache_root: str, patch_size: int = 16, image_root: Optional[str] = None) -> None:
@@ -66,16 +58,14 @@ class LoadSAMITeacherTarget(BaseTransform):
                                     f'exist; pass image_root=... to LoadSAMITeacherTarget')
 
     def transform(self, results: dict) -> dict:
-        direction = results.get('flip_direction') or 'horizontal'
         flipped = bool(results.get('flip', False))
-        if flipped and direction != 'horizontal':
-            raise ValueError(f'cached targets support horizontal flips only, got {direction!r}')
+        if flipped and (results.get('flip_direction') or 'horizontal') != 'horizontal':
+            raise ValueError(f'cached targets support horizontal flips only, got {results["flip_direction"]!r}')
         height, width = results['img_shape'][:2]
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(f'view {height}x{width} is not divisible by patch_size {self.patch_size}')
         maps = self._cache.get(image_key(results['img_path'], self.image_root))
-        box = results.get(VIEW_BOX_KEY, FULL_BOX)
-        target = crop_to_views(maps[None], [box], [flipped],
+        target = crop_to_views(maps[None], [results.get(VIEW_BOX_KEY, FULL_BOX)], [flipped],
                                (height // self.patch_size, width // self.patch_size))[0]
         results[TARGET_KEY] = target.to(torch.float16)
         return results

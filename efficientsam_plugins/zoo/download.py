@@ -1,9 +1,8 @@
 """Getting checkpoints into the local cache, so that only verified files ever appear there.
 
-``torch.hub.download_url_to_file`` does the transfer (and draws the tqdm bar) under a
-``filelock`` lock, so concurrent processes (DDP ranks) fetch a file once: the others wait, then
-find it. Its output is checked for size and sha256 before ``os.replace`` moves it to the cache
-path; a mismatch or a dropped connection deletes it. Partial downloads are not resumed.
+``torch.hub.download_url_to_file`` does the transfer (and the tqdm bar) under a ``filelock`` lock,
+so concurrent processes (DDP ranks) fetch a file once. Its output is checked for size and sha256
+before ``os.replace`` moves it into place; otherwise it is deleted (downloads are not resumed).
 """
 import glob
 import hashlib
@@ -33,12 +32,10 @@ def cache_dir() -> Path:
 
 def get_checkpoint(name_or_url: Union[str, os.PathLike], offline: Optional[bool] = None,
                    progress: Optional[bool] = None) -> str:
-    """The local path of a zoo name (``NAME`` or ``zoo://NAME``), a URL, or an existing file.
-
-    Names and URLs are downloaded unless cached; ``offline`` (default: ``EFFICIENTSAM_OFFLINE``)
-    forbids the network. A cached file was verified before it appeared, so only its size is
-    re-checked. ``progress``: None draws the bar when stderr is a terminal.
-    """
+    """The local path of a zoo name (``NAME`` or ``zoo://NAME``), a URL (downloaded unless cached;
+    ``offline``, default ``EFFICIENTSAM_OFFLINE``, forbids that), or an existing file. A cached file
+    was verified before it appeared, so only its size is re-checked. ``progress``: None draws the
+    bar when stderr is a terminal."""
     ref = os.fspath(name_or_url)
     if '://' in ref and not ref.startswith('zoo://'):
         entry = _url_entry(ref)
@@ -67,7 +64,13 @@ def download(entry: Union[Entry, str], progress: Optional[bool] = None) -> str:
     target = cache_dir() / entry.filename
     rehash = target.is_file()  # one written while we wait was verified by its writer
     (cache_dir() / '.locks').mkdir(parents=True, exist_ok=True)
-    with _lock(cache_dir() / '.locks' / f'{entry.filename}.lock', entry.filename):
+    lock = FileLock(cache_dir() / '.locks' / f'{entry.filename}.lock')
+    try:
+        held = lock.acquire(timeout=0)
+    except Timeout:  # another process (a DDP rank, say) is downloading it
+        print(f'waiting for another process to download {entry.filename}', file=sys.stderr)
+        held = lock.acquire()
+    with held:
         if target.is_file() and _mismatch(target, entry, rehash) is None:
             return str(target)
         for stale in target.parent.glob(glob.escape(target.name) + '.download*'):  # a killed run's
@@ -100,26 +103,22 @@ def verify(entry: Union[Entry, str]) -> Verification:
     if not path.is_file():
         return Verification(entry.name, path, 'MISSING', 'not downloaded')
     problem = _mismatch(path, entry)
-    if problem:
-        return Verification(entry.name, path, 'CORRUPT', problem)
-    return Verification(entry.name, path, 'OK', 'sha256 matches' if entry.sha256 else 'no sha256 to check')
-
-
-def _lock(path: Path, filename: str):
-    """The held lock on ``path``, saying so when another process holds it (a DDP rank, say)."""
-    lock = FileLock(path)
-    try:
-        return lock.acquire(timeout=0)
-    except Timeout:
-        print(f'waiting for another process to download {filename}', file=sys.stderr)
-        return lock.acquire()
+    return Verification(entry.name, path, 'CORRUPT' if problem else 'OK',
+                        problem or ('sha256 matches' if entry.sha256 else 'no sha256 to check'))
 
 
 def _fetch(url: str, target: Path, entry: Entry, progress: bool) -> None:
     """Download ``url`` beside ``target``, check it, and only then move it into place."""
     from torch.hub import download_url_to_file  # here, so listing and verifying need no torch
     temp = target.with_name(target.name + '.download')
-    size = entry.size or _announced_size(url)
+    size = entry.size
+    if size is None:  # outside the zoo, Content-Length is the only way to see a cut-off body
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=60) as reply:
+                length = reply.headers.get('Content-Length') or ''
+            size = int(length) if length.isdigit() else None
+        except (OSError, http.client.HTTPException):
+            pass  # the download itself will report what is wrong
     try:
         download_url_to_file(url, str(temp), progress=progress)
     except urllib.error.HTTPError as err:
@@ -137,16 +136,6 @@ def _fetch(url: str, target: Path, entry: Entry, progress: bool) -> None:
                                 f'nothing was kept (downloads are not resumed)')
         raise ChecksumError(f'{url}: {problem}')
     os.replace(temp, target)
-
-
-def _announced_size(url: str) -> Optional[int]:
-    """Content-Length of ``url``: for URLs outside the zoo, the only way to see a cut-off body."""
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=60) as reply:
-            length = reply.headers.get('Content-Length')
-    except (OSError, http.client.HTTPException):
-        return None  # the download itself will report what is wrong
-    return int(length) if length and length.isdigit() else None
 
 
 def _mismatch(path: Path, entry: Entry, rehash: bool = True) -> Optional[str]:

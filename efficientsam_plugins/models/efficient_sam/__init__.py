@@ -7,5 +7,4 @@ from .prompt_encoder import PromptEncoder
 from .transformer import TwoWayTransformer
 
 __all__ = ['EfficientSam', 'build_efficient_sam', 'resolve_config', 'EfficientSamPredictor', 'image_to_tensor',
-           'MaskDecoder', 'PromptEncoder',
-           'TwoWayTransformer']
+           'MaskDecoder', 'PromptEncoder', 'TwoWayTransformer']

@@ -56,48 +56,29 @@ class EfficientSam(nn.Module):
     def get_rescaled_pts(self, batched_points: torch.Tensor, input_h: int, input_w: int) -> torch.Tensor:
         """Pixel coordinates of the original image to the model's square input; negatives stay -1."""
         scale = batched_points.new_tensor([self.img_size / input_w, self.img_size / input_h])
-        return torch.where(batched_points >= 0, batched_points * scale,
-                           batched_points.new_tensor(-1.0))
-
-    def _fit_points(self, points: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Pads every query to the decoder's fixed number of points (label -1).
-
-        Like the released model, longer prompts are cut to ``decoder_max_num_input_points``; the
-        predictor refuses them instead, so the cut only happens through this low-level API.
-        """
-        n, limit = points.shape[2], self.decoder_max_num_input_points
-        if n > limit:
-            return points[:, :, :limit], labels[:, :, :limit]
-        if n < limit:
-            points = F.pad(points, (0, 0, 0, limit - n), value=-1.0)
-            labels = F.pad(labels, (0, limit - n), value=float(LABEL_PADDING))
-        return points, labels
+        return torch.where(batched_points >= 0, batched_points * scale, batched_points.new_tensor(-1.0))
 
     def predict_masks(self, image_embeddings: torch.Tensor, batched_points: torch.Tensor,
                       batched_point_labels: torch.Tensor, multimask_output: bool, input_h: int,
                       input_w: int, output_h: int = -1, output_w: int = -1) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Runs the decoder only.
-
-        Args:
-            image_embeddings: ``[B, C, h, w]`` from :meth:`get_image_embeddings`.
-            batched_points: ``[B, Q, N, 2]`` (x, y) pixels of the ``input_h x input_w`` image.
-            batched_point_labels: ``[B, Q, N]``: 1 point, 2/3 box corners, -1 padding.
-            output_h, output_w: when positive, logits are upsampled (bicubic) to that size.
-
-        Returns:
-            ``(logits [B, Q, M, H', W'], iou_predictions [B, Q, M])``; ``H' x W'`` is the output
-            size, or the decoder's low resolution (4x the embedding grid).
-        """
+        """The decoder alone: ``[B, C, h, w]`` embeddings, ``[B, Q, N, 2]`` (x, y) pixels of the
+        ``input_h x input_w`` image and ``[B, Q, N]`` labels (1 point, 2/3 box corners, -1 padding) to
+        ``(logits [B, Q, M, 4h, 4w], iou_predictions [B, Q, M])``, logits upsampled (bicubic) to
+        ``output_h x output_w`` when those are positive."""
         if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
             raise ValueError(f'batched_points must be [B, Q, N, 2], got {tuple(batched_points.shape)}')
         if batched_point_labels.shape != batched_points.shape[:3]:
             raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
                              f'got {tuple(batched_point_labels.shape)}')
         b, nq = batched_points.shape[:2]
-        points = self.get_rescaled_pts(batched_points, input_h, input_w)
-        points, labels = self._fit_points(points, batched_point_labels)
-        sparse = self.prompt_encoder(points.flatten(0, 1), labels.flatten(0, 1))
-        sparse = sparse.view(b, nq, sparse.shape[1], sparse.shape[2])
+        # The decoder takes a fixed number of points: pad with label -1, or cut longer prompts as the
+        # released model does (the predictor refuses them instead; only this low-level API cuts).
+        limit = self.decoder_max_num_input_points
+        pad = max(limit - batched_points.shape[2], 0)
+        points = F.pad(self.get_rescaled_pts(batched_points, input_h, input_w)[:, :, :limit], (0, 0, 0, pad),
+                       value=-1.0)
+        labels = F.pad(batched_point_labels[:, :, :limit], (0, pad), value=float(LABEL_PADDING))
+        sparse = self.prompt_encoder(points.flatten(0, 1), labels.flatten(0, 1)).unflatten(0, (b, nq))
         low_res, iou = self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(),
                                          sparse, multimask_output)
         if output_h > 0 and output_w > 0:
@@ -140,37 +121,21 @@ def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
         raise ValueError(f'unknown EfficientSAM config keys {sorted(unknown)}; known keys: '
                          f'{sorted(DEFAULT_CONFIG)}')
     merged = {**DEFAULT_CONFIG, **{k: v for k, v in config.items() if k in DEFAULT_CONFIG}}
-    for key, value in merged.items():
-        _check_config_value(key, value)
+    for key, value in merged.items():  # a ValueError naming the key, not a TypeError deep in a constructor
+        default = DEFAULT_CONFIG[key]
+        kinds = (int, float) if isinstance(default, float) else int
+        items = [value] if not isinstance(default, list) else list(value) if isinstance(value, (list, tuple)) else []
+        if not (items and all(isinstance(v, kinds) and not isinstance(v, bool) and v > 0 for v in items)):
+            what = ('a non-empty list of positive integers' if isinstance(default, list) else
+                    'a positive number' if isinstance(default, float) else 'a positive integer')
+            raise ValueError(f'EfficientSAM config {key} must be {what}, got {value!r}')
     return merged
-
-
-def _check_config_value(key: str, value: Any) -> None:
-    """A ValueError naming the key, instead of a TypeError deep inside the model's constructors."""
-    def positive(number, kinds):
-        return isinstance(number, kinds) and not isinstance(number, bool) and number > 0
-
-    default = DEFAULT_CONFIG[key]
-    if isinstance(default, list):
-        if not (isinstance(value, (list, tuple)) and value and all(positive(v, int) for v in value)):
-            raise ValueError(f'EfficientSAM config {key} must be a non-empty list of positive integers, '
-                             f'got {value!r}')
-    elif isinstance(default, float):
-        if not positive(value, (int, float)):
-            raise ValueError(f'EfficientSAM config {key} must be a positive number, got {value!r}')
-    elif not positive(value, int):
-        raise ValueError(f'EfficientSAM config {key} must be a positive integer, got {value!r}')
 
 
 def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
                         checkpoint: Optional[CheckpointSource] = None) -> EfficientSam:
-    """Builds EfficientSAM and, given a checkpoint, loads it strictly.
-
-    ``checkpoint`` is a path, a URL, ``zoo://efficientsam_ti`` (downloaded and verified) or an
-    already-loaded ``{"model": state_dict}``, see :func:`~efficientsam_plugins.models.checkpoint.load_checkpoint`.
-
-    Returned in eval mode, like the official builders.
-    """
+    """EfficientSAM in eval mode, like the official builders, with ``checkpoint`` (a path, a URL, a
+    ``zoo://`` name or a loaded ``{"model": state_dict}``) loaded strictly when given."""
     cfg = resolve_config(config)
     encoder = ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
                   img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
@@ -183,12 +148,9 @@ def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
         decoder_max_num_input_points=cfg['decoder_max_num_input_points'],
         mask_decoder=MaskDecoder(
             transformer_dim=embed_dim,
-            transformer=TwoWayTransformer(cfg['dec_depth'], embed_dim, cfg['dec_heads'],
-                                          cfg['dec_mlp_dim']),
-            num_multimask_outputs=cfg['num_multimask_outputs'],
-            iou_head_depth=cfg['iou_head_depth'] - 1,
-            iou_head_hidden_dim=cfg['iou_head_hidden_dim'],
-            upscaling_layer_dims=list(cfg['upscaling'])))
+            transformer=TwoWayTransformer(cfg['dec_depth'], embed_dim, cfg['dec_heads'], cfg['dec_mlp_dim']),
+            num_multimask_outputs=cfg['num_multimask_outputs'], iou_head_depth=cfg['iou_head_depth'] - 1,
+            iou_head_hidden_dim=cfg['iou_head_hidden_dim'], upscaling_layer_dims=list(cfg['upscaling'])))
     if checkpoint is not None:
         what = 'checkpoint' if isinstance(checkpoint, Mapping) else f'checkpoint {checkpoint}'
         load_state_dict_strict(model, extract_state_dict(load_checkpoint(checkpoint)), f'EfficientSAM {what}')

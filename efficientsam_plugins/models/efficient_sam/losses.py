@@ -1,10 +1,8 @@
-"""SAM's training loss for EfficientSAM finetuning (pure torch).
+"""SAM's training loss (Kirillov et al. 2023, appendix A) for EfficientSAM finetuning (pure torch).
 
-Mask loss = 20 * focal + 1 * dice (SAM, Kirillov et al. 2023, appendix A); of a query's candidate
-masks only the one with the lowest mask loss is back-propagated, so the three outputs can
-specialise on different interpretations of an ambiguous prompt. The IoU head regresses, with MSE,
-the true IoU of every candidate mask with the ground truth (the model's ranking signal at
-inference, where the highest predicted IoU is kept).
+Mask loss = 20 * focal + 1 * dice, back-propagated only for the candidate with the lowest one, so
+the outputs can specialise on different readings of an ambiguous prompt; the IoU head regresses
+(MSE) every candidate's true IoU, the ranking signal at inference.
 """
 from typing import Dict
 
@@ -29,27 +27,17 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> 
 @torch.no_grad()
 def binary_mask_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """IoU of ``logits >= 0`` with binary targets: ``[..., H, W]`` -> ``[...]`` (1 when both empty)."""
-    pred = (logits >= 0).flatten(-2)
-    gt = targets.flatten(-2) > 0.5
+    pred, gt = (logits >= 0).flatten(-2), targets.flatten(-2) > 0.5
     union = (pred | gt).sum(-1)
-    inter = (pred & gt).sum(-1)
-    return torch.where(union > 0, inter.float() / union.clamp(min=1), torch.ones_like(union, dtype=torch.float))
+    return torch.where(union > 0, (pred & gt).sum(-1) / union.clamp(min=1), 1.0)
 
 
 def sam_loss(mask_logits: torch.Tensor, iou_predictions: torch.Tensor, targets: torch.Tensor,
              focal_weight: float = 20.0, dice_weight: float = 1.0,
              iou_weight: float = 1.0) -> Dict[str, torch.Tensor]:
-    """Minimum-over-candidates mask loss plus the IoU-head MSE.
-
-    Args:
-        mask_logits: ``[Q, M, H, W]`` candidate masks of Q queries.
-        iou_predictions: ``[Q, M]``.
-        targets: ``[Q, H, W]`` ground truth at the logits' resolution (bool or float in {0, 1}).
-
-    Returns:
-        ``loss_focal``, ``loss_dice`` (weighted, of the selected candidates), ``loss_iou``
-        (weighted) and, for logging, ``mask_iou`` (mean true IoU of the selected candidates).
-    """
+    """Minimum-over-candidates mask loss plus the IoU-head MSE of ``[Q, M, H, W]`` logits, ``[Q, M]``
+    IoU predictions and ``[Q, H, W]`` binary targets; ``mask_iou`` (true IoU of the selected
+    candidates) is for logging."""
     if mask_logits.ndim != 4 or targets.shape != (mask_logits.shape[0], *mask_logits.shape[2:]):
         raise ValueError(f'mask_logits {tuple(mask_logits.shape)} and targets {tuple(targets.shape)} '
                          f'must be [Q, M, H, W] and [Q, H, W]')

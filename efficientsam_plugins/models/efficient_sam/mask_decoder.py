@@ -10,11 +10,8 @@ from ..transformer import MLPBlock, TwoWayTransformer, hypernetwork_masks
 class MaskDecoder(nn.Module):
     """Predicts ``num_multimask_outputs`` masks (plus a single-mask token) and their IoUs.
 
-    Args:
-        transformer_dim: width of image embeddings and prompt tokens.
-        iou_head_depth: number of hidden Linear+activation layers of the IoU head (the official
-            builder passes ``iou_head_depth - 1`` of its config here).
-        upscaling_layer_dims: output channels of the 2x transposed-conv upscaling stages.
+    ``iou_head_depth`` counts the IoU head's hidden layers (the official builder passes its config's
+    ``iou_head_depth - 1``); ``upscaling_layer_dims`` are the channels of the 2x upscaling stages.
     """
 
     def __init__(self, *, transformer_dim: int, transformer: TwoWayTransformer,
@@ -27,17 +24,13 @@ class MaskDecoder(nn.Module):
         self.iou_token = nn.Embedding(1, transformer_dim)
         self.num_mask_tokens = num_multimask_outputs + 1 if num_multimask_outputs > 1 else 1
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
-        self.final_output_upscaling_layers = nn.ModuleList()
-        in_dim = transformer_dim
-        for i, out_dim in enumerate(upscaling_layer_dims):
-            last = i == len(upscaling_layer_dims) - 1
-            self.final_output_upscaling_layers.append(nn.Sequential(
-                nn.ConvTranspose2d(in_dim, out_dim, kernel_size=2, stride=2),
-                nn.Identity() if last else nn.GroupNorm(1, out_dim),
-                activation()))
-            in_dim = out_dim
+        dims = [transformer_dim, *upscaling_layer_dims]  # 2x transposed convs, no norm after the last
+        self.final_output_upscaling_layers = nn.Sequential(*(nn.Sequential(
+            nn.ConvTranspose2d(dims[i], dims[i + 1], kernel_size=2, stride=2),
+            nn.GroupNorm(1, dims[i + 1]) if i + 2 < len(dims) else nn.Identity(), activation())
+            for i in range(len(upscaling_layer_dims))))
         self.output_hypernetworks_mlps = nn.ModuleList(
-            MLPBlock(transformer_dim, transformer_dim, in_dim, 2, activation)
+            MLPBlock(transformer_dim, transformer_dim, dims[-1], 2, activation)
             for _ in range(self.num_mask_tokens))
         self.iou_prediction_head = MLPBlock(transformer_dim, iou_head_hidden_dim,
                                             self.num_mask_tokens, iou_head_depth, activation)
@@ -45,16 +38,8 @@ class MaskDecoder(nn.Module):
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                 sparse_prompt_embeddings: torch.Tensor,
                 multimask_output: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            image_embeddings: ``[B, C, h, w]``, one per image.
-            image_pe: ``[1, C, h, w]``.
-            sparse_prompt_embeddings: ``[B, Q, N, C]``.
-
-        Returns:
-            ``(masks [B*Q, M, 4h, 4w], iou [B*Q, M])`` with ``M = num_multimask_outputs`` when
-            ``multimask_output`` else 1.
-        """
+        """``[B, C, h, w]`` embeddings (one per image), ``[1, C, h, w]`` positional code and ``[B, Q, N, C]``
+        prompt tokens to ``(masks [B*Q, M, 4h, 4w], iou [B*Q, M])``, M = 1 without ``multimask_output``."""
         b, nq = sparse_prompt_embeddings.shape[:2]
         if image_embeddings.shape[0] != b:
             raise ValueError(f'{image_embeddings.shape[0]} image embeddings for prompts of {b} images')
@@ -65,8 +50,7 @@ class MaskDecoder(nn.Module):
         selected = slice(1, None) if multimask_output and self.num_multimask_outputs > 1 else slice(0, 1)
         mask_tokens = hs[:, :, 1:1 + self.num_mask_tokens].flatten(0, 1)
         h, w = image_embeddings.shape[-2:]
-        upscaled = src.flatten(0, 1).transpose(1, 2).reshape(b * nq, self.transformer_dim, h, w)
-        for layer in self.final_output_upscaling_layers:
-            upscaled = layer(upscaled)
+        upscaled = self.final_output_upscaling_layers(
+            src.flatten(0, 1).transpose(1, 2).reshape(b * nq, self.transformer_dim, h, w))
         masks = hypernetwork_masks(self.output_hypernetworks_mlps[selected], mask_tokens[:, selected], upscaled)
         return masks, iou_pred[:, selected]

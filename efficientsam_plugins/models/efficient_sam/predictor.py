@@ -23,11 +23,8 @@ class EfficientSamPredictor(Predictor):
     @classmethod
     def from_pretrained(cls, name='efficientsam_ti', checkpoint=None, device='cpu',
                         **kwargs) -> 'EfficientSamPredictor':
-        """A predictor on ``device`` for a model-zoo name or a config plus checkpoint.
-
-        ``from_pretrained('efficientsam_ti')`` downloads (once) and verifies the released weights;
-        ``from_pretrained('ti', 'path/to.pt')`` builds the ``'ti'`` config with a local checkpoint.
-        """
+        """A predictor on ``device`` for a model-zoo name (``'efficientsam_ti'``: the released weights,
+        downloaded once and verified) or a config plus checkpoint (``'ti', 'path/to.pt'``)."""
         zoo_configs = {'efficientsam_ti': 'ti', 'efficientsam_s': 's'}
         if isinstance(name, str) and name in zoo_configs:
             name, checkpoint = zoo_configs[name], checkpoint or f'zoo://{name}'

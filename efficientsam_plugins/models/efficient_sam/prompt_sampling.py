@@ -1,20 +1,11 @@
-"""Training prompts sampled from ground-truth masks as in SAM (pure torch).
+"""Training prompts sampled from ground-truth masks as in SAM, appendix A (pure torch).
 
-Masks are given at the decoder's output resolution (``mask_size``, a quarter of the model input
-for EfficientSAM) and prompts are returned in the model's input pixels (``img_size``): a point in
-low-resolution cell ``c`` becomes a uniformly chosen input pixel of that cell, so every point lies
-inside the mask the loss sees.
-
-* each query is a box or a single point with equal probability (SAM, appendix A);
-* points are uniform over the mask;
-* boxes are the mask's tight box with each coordinate shifted by Gaussian noise of standard
-  deviation 10% of the box side, the shift capped at 20 pixels (of the 1024 input; scaled with
-  ``img_size``);
-* optional iterative clicks: a positive point uniform over the false-negative region of the
-  previous prediction (SAM also places negative points in false-positive regions; the
-  EfficientSAM prompt encoder has no negative-point embedding, so those rounds add padding).
-
-Labels follow the prompt encoder: 1 point, 2/3 box corners, -1 padding.
+Masks are at the decoder's output resolution, prompts in the model's input pixels (``img_size``):
+a point in low-resolution cell ``c`` is a uniform input pixel of that cell, so it lies inside the
+mask the loss sees. Each query is, with equal probability, a point uniform over the mask or its
+tight box with each coordinate shifted by N(0, (10% of the side)^2), capped at 20 pixels of a 1024
+input. Iterative clicks are positive points uniform over the previous false negatives (SAM's
+negative clicks have no embedding in EfficientSAM, so those rounds add padding).
 """
 from typing import Optional, Tuple
 
@@ -25,24 +16,17 @@ from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDIN
 REFERENCE_IMG_SIZE = 1024
 
 
-def _cell_to_pixels(cells_xy: torch.Tensor, scale: int, generator: Optional[torch.Generator]) -> torch.Tensor:
-    offset = torch.randint(0, scale, cells_xy.shape, device=cells_xy.device, generator=generator)
-    return (cells_xy * scale + offset).float()
-
-
 def sample_points_in_masks(masks: torch.Tensor, scale: int = 1,
                            generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One uniform point per mask: ``[Q, h, w]`` -> (``[Q, 2]`` (x, y) input pixels, ``[Q]`` valid).
-
-    Empty masks get the point (0, 0) and ``valid`` False.
-    """
+    """One uniform point per mask: ``[Q, h, w]`` -> (``[Q, 2]`` (x, y) input pixels, ``[Q]`` valid);
+    empty masks get the point (0, 0) and ``valid`` False."""
     flat = masks.flatten(1).float()
     valid = flat.sum(1) > 0
     weights = torch.where(valid[:, None], flat, torch.ones_like(flat))
     index = torch.multinomial(weights, 1, generator=generator)[:, 0]
-    w = masks.shape[-1]
-    cells = torch.stack([index % w, index // w], dim=1)
-    points = _cell_to_pixels(cells, scale, generator)
+    cells = torch.stack([index % masks.shape[-1], index // masks.shape[-1]], dim=1)
+    offset = torch.randint(0, scale, cells.shape, device=cells.device, generator=generator)
+    points = (cells * scale + offset).float()
     return torch.where(valid[:, None], points, torch.zeros_like(points)), valid
 
 
@@ -50,8 +34,7 @@ def mask_boxes(masks: torch.Tensor, scale: int = 1) -> torch.Tensor:
     """Tight pixel-edge boxes ``[Q, 4]`` (x1, y1, x2, y2) of non-empty masks ``[Q, h, w]``, in input pixels."""
     rows, cols = masks.any(2), masks.any(1)
     h, w = masks.shape[-2:]
-    ys = torch.arange(h, device=masks.device)
-    xs = torch.arange(w, device=masks.device)
+    ys, xs = torch.arange(h, device=masks.device), torch.arange(w, device=masks.device)
     y1 = torch.where(rows, ys, h).amin(1)
     y2 = torch.where(rows, ys, -1).amax(1) + 1
     x1 = torch.where(cols, xs, w).amin(1)
@@ -74,11 +57,8 @@ def jitter_boxes(boxes: torch.Tensor, img_size: int, std_fraction: float = 0.1,
 
 def sample_prompts(masks: torch.Tensor, img_size: int, box_probability: float = 0.5,
                    generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """A box or one point per non-empty mask: (``[Q, 2, 2]`` input pixels, ``[Q, 2]`` labels).
-
-    Point queries carry one padding point (label -1) so box and point queries share one tensor;
-    the model pads every query to its fixed number of points with the same label anyway.
-    """
+    """A box or one point per non-empty mask: (``[Q, 2, 2]`` input pixels, ``[Q, 2]`` labels); point
+    queries carry a padding point (label -1, which the model pads with anyway) to share the tensor."""
     if not masks.flatten(1).any(1).all():
         raise ValueError('sample_prompts needs non-empty masks')
     scale = img_size // masks.shape[-1]
@@ -86,25 +66,17 @@ def sample_prompts(masks: torch.Tensor, img_size: int, box_probability: float = 
     use_box = torch.rand(q, device=masks.device, generator=generator) < box_probability
     boxes = jitter_boxes(mask_boxes(masks, scale), img_size, generator=generator)
     points, _ = sample_points_in_masks(masks, scale, generator)
-    box_coords = boxes.view(q, 2, 2)
     point_coords = torch.stack([points, torch.full_like(points, -1.0)], 1)
-    coords = torch.where(use_box[:, None, None], box_coords, point_coords)
+    coords = torch.where(use_box[:, None, None], boxes.view(q, 2, 2), point_coords)
     box_labels = torch.tensor([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT], device=masks.device)
     point_labels = torch.tensor([LABEL_POINT, LABEL_PADDING], device=masks.device)
-    labels = torch.where(use_box[:, None], box_labels, point_labels).float()
-    return coords, labels
+    return coords, torch.where(use_box[:, None], box_labels, point_labels).float()
 
 
 def sample_error_clicks(predictions: torch.Tensor, masks: torch.Tensor, img_size: int,
                         generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Next positive click per query, uniform over its false-negative region.
-
-    Args:
-        predictions, masks: bool ``[Q, h, w]`` previous prediction and ground truth.
-
-    Returns:
-        ``([Q, 1, 2] points, [Q, 1] labels)``; queries without a false negative get a padding point.
-    """
+    """Next positive click per query, uniform over its false-negative region: bool ``[Q, h, w]``
+    prediction and ground truth to ``([Q, 1, 2] points, [Q, 1] labels)``, padding where none is missed."""
     missed = masks & ~predictions
     points, valid = sample_points_in_masks(missed, img_size // masks.shape[-1], generator)
     points = torch.where(valid[:, None], points, torch.full_like(points, -1.0))

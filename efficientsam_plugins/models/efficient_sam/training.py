@@ -35,14 +35,9 @@ def training_round(decode: Decoder, masks: Sequence[torch.Tensor], img_size: int
                    box_probability: float = 0.5, num_iterative_clicks: int = 0,
                    loss_weights: Mapping[str, float] = LOSS_WEIGHTS, mask_threshold: float = 0.0,
                    generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
-    """The :func:`sam_loss` terms of one training step, averaged over its rounds.
-
-    ``masks``: per image, bool ground truth ``[Q_b, h, w]`` at the decoder's output resolution;
-    ``img_size``: the model's square input (prompts are in its pixels); ``loss_weights``: ``focal``,
-    ``dice`` and ``iou``.
-    """
-    prompts = [sample_prompts(m, img_size, box_probability, generator) for m in masks]
-    points, labels = [p[0] for p in prompts], [p[1] for p in prompts]
+    """The :func:`sam_loss` terms of one training step, averaged over its rounds; ``masks`` are per
+    image bool ``[Q_b, h, w]`` at the decoder's output resolution, prompts in ``img_size`` pixels."""
+    points, labels = map(list, zip(*(sample_prompts(m, img_size, box_probability, generator) for m in masks)))
     targets = torch.cat(list(masks))
     totals: Dict[str, torch.Tensor] = {}
     rounds = num_iterative_clicks + 1

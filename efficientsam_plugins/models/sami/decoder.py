@@ -14,35 +14,27 @@ def sincos_pos_embed_2d(grid_hw: Tuple[int, int], dim: int, device=None,
     """Fixed 2-D sine-cosine position embedding ``[H*W, dim]`` in raster order (MAE's)."""
     if dim % 4:
         raise ValueError(f'the sine-cosine position embedding needs a dim divisible by 4, got {dim}')
-    h, w = grid_hw
     quarter = dim // 4
     omega = 1.0 / (10000 ** (torch.arange(quarter, device=device, dtype=torch.float64) / quarter))
-    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float64),
-                            torch.arange(w, device=device, dtype=torch.float64), indexing='ij')
-    out_w = xs.reshape(-1, 1) * omega
-    out_h = ys.reshape(-1, 1) * omega
-    emb = torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)
-    return emb.to(dtype)
+    ys, xs = torch.meshgrid(*(torch.arange(n, device=device, dtype=torch.float64) for n in grid_hw),
+                            indexing='ij')
+    out_w, out_h = xs.reshape(-1, 1) * omega, ys.reshape(-1, 1) * omega
+    return torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1).to(dtype)
 
 
 class CrossAttention(Attention):
-    """The core :class:`Attention` with queries and keys/values from different token sets.
-
-    Same parameters (``qkv``, ``proj``) as self-attention: the first third of ``qkv`` projects
-    the queries, the rest the keys and values, so no weights are duplicated.
-    """
+    """The core :class:`Attention` with queries and keys/values from different token sets: the
+    first third of ``qkv`` projects the queries, the rest the keys and values."""
 
     def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:  # noqa: D102
         b, m, c = queries.shape
         heads = self.num_heads
         weight_q, weight_kv = self.qkv.weight.split([c, 2 * c])
-        bias_q, bias_kv = (self.qkv.bias.split([c, 2 * c]) if self.qkv.bias is not None
-                           else (None, None))
+        bias_q, bias_kv = (None, None) if self.qkv.bias is None else self.qkv.bias.split([c, 2 * c])
         q = F.linear(queries, weight_q, bias_q).view(b, m, heads, c // heads).transpose(1, 2)
-        kv = F.linear(context, weight_kv, bias_kv)
-        k, v = kv.view(b, context.shape[1], 2, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
-        x = dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(b, m, c))
+        kv = F.linear(context, weight_kv, bias_kv).view(b, context.shape[1], 2, heads, c // heads)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        return self.proj(dot_product_attention(q, k, v).transpose(1, 2).reshape(b, m, c))
 
 
 class CrossAttentionBlock(nn.Module):
@@ -60,8 +52,7 @@ class CrossAttentionBlock(nn.Module):
     def forward(self, queries: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         """``queries`` ``[B, M, C]`` updated; ``visible`` ``[B, N, C]`` only supplies keys/values."""
         context = self.norm1(torch.cat([visible, queries], dim=1))
-        normed_queries = context[:, visible.shape[1]:].contiguous()
-        queries = queries + self.drop_path(self.attn(normed_queries, context))
+        queries = queries + self.drop_path(self.attn(context[:, visible.shape[1]:].contiguous(), context))
         return queries + self.drop_path(self.mlp(self.norm2(queries)))
 
 
@@ -69,15 +60,9 @@ class CrossAttentionDecoder(nn.Module):
     """Decodes the masked tokens from the encoder's visible tokens (SAMI, EfficientSAM paper).
 
     Masked tokens (a learned mask token plus a fixed 2-D sine-cosine position) are the queries;
-    keys and values are the encoder's visible tokens plus the masked tokens. The visible tokens'
-    outputs are the encoder's, projected to the decoder width; both are merged back into raster
-    order and normalised.
-
-    Args:
-        in_channels: width of the encoder's tokens.
-        embed_dim: decoder width (512 in the paper).
-        depth: number of cross-attention blocks (8 in the paper).
-        num_heads: attention heads.
+    keys and values are the visible tokens (the encoder's, projected to the decoder width) plus
+    the masked tokens. Both are merged back into raster order and normalised. The paper uses
+    ``embed_dim=512``, ``depth=8``.
     """
 
     def __init__(self, in_channels: int, embed_dim: int = 512, depth: int = 8, num_heads: int = 16,
@@ -88,9 +73,8 @@ class CrossAttentionDecoder(nn.Module):
         self.in_channels, self.embed_dim = in_channels, embed_dim
         self.decoder_embed = nn.Linear(in_channels, embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
-        self.blocks = nn.ModuleList(CrossAttentionBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, dpr[i])
-                                    for i in range(depth))
+        self.blocks = nn.ModuleList(CrossAttentionBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, rate)
+                                    for rate in torch.linspace(0, drop_path_rate, depth).tolist())
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.init_weights()
 
@@ -103,19 +87,13 @@ class CrossAttentionDecoder(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+                module.reset_parameters()
 
     def forward(self, visible: torch.Tensor, ids_visible: torch.Tensor, mask: torch.Tensor,
                 grid_hw: Tuple[int, int]) -> torch.Tensor:
-        """Tokens of every position ``[B, H*W, embed_dim]`` in raster order.
-
-        Args:
-            visible: the encoder's visible tokens ``[B, N, in_channels]``.
-            ids_visible: their raster positions ``[B, N]``.
-            mask: bool ``[B, H*W]``, True where masked (the same count per sample).
-            grid_hw: the token grid ``(H, W)``.
-        """
+        """Tokens of every position ``[B, H*W, embed_dim]`` in raster order, from the visible
+        tokens ``[B, N, in_channels]``, their raster positions ``[B, N]`` and the bool mask
+        ``[B, H*W]`` (True where masked, the same count per sample)."""
         b, n, c = visible.shape
         num_tokens = grid_hw[0] * grid_hw[1]
         if c != self.in_channels:
@@ -129,7 +107,7 @@ class CrossAttentionDecoder(nn.Module):
         queries = self.mask_token.to(visible.dtype) + pos[ids_masked]
         for block in self.blocks:
             queries = block(queries, visible)
-        merged = torch.cat([visible, queries], dim=1)
         ids_restore = torch.argsort(torch.cat([ids_visible, ids_masked], dim=1), dim=1)
-        merged = torch.gather(merged, 1, ids_restore[..., None].expand(-1, -1, self.embed_dim))
+        merged = torch.gather(torch.cat([visible, queries], dim=1), 1,
+                              ids_restore[..., None].expand(-1, -1, self.embed_dim))
         return self.norm(merged)

@@ -8,10 +8,9 @@ Layout of a cache directory::
                                            so its presence marks a complete shard
 
 Every rank writes its own shards (names carry the rank and a per-run id), so several ranks and
-resumed runs never write the same file. Shards without an index, and temporary files left by an
-interrupted write, are incomplete and never read. safetensors checks a shard's header on every
-read and the index its size; :meth:`TeacherFeatureCache.verify` re-hashes whole shards. A corrupt
-shard raises :class:`FeatureCacheError` naming it instead of being used.
+resumed runs never write the same file; shards without an index and temporary files are never
+read. safetensors checks a shard's header on every read, the index its size, and
+:meth:`TeacherFeatureCache.verify` its hash; a corrupt shard raises :class:`FeatureCacheError`.
 """
 import glob
 import hashlib
@@ -102,20 +101,12 @@ def _load_index(index_path: str) -> Dict[str, Any]:
 
 
 class FeatureCacheWriter:
-    """Collects this rank's fp16 maps into shards; a shard becomes visible when its index is written.
-
-    Args:
-        root: cache directory.
-        meta: settings the cache is valid for (teacher, image size, ...); must equal those of an
-            existing cache in ``root``.
-        rank: this writer's rank (part of its shard names).
-        records_per_shard: maps per shard (the unit of resumption; a shard is held in memory).
-    """
+    """Collects this rank's fp16 maps into shards of ``records_per_shard`` (the unit of
+    resumption, held in memory); a shard becomes visible when its index is written. ``meta`` must
+    equal that of an existing cache in ``root``."""
 
     def __init__(self, root: str, meta: Mapping[str, Any], rank: int = 0,
                  records_per_shard: int = 256) -> None:
-        if records_per_shard < 1:
-            raise ValueError(f'records_per_shard must be positive, got {records_per_shard}')
         self.root, self.rank, self.records_per_shard = root, rank, records_per_shard
         self.meta = ensure_meta(root, meta)
         self._run, self._count = uuid.uuid4().hex[:8], 0
@@ -123,15 +114,12 @@ class FeatureCacheWriter:
 
     def add(self, key: str, features: torch.Tensor) -> None:
         """Stores one image's map ``[C, h, w]`` (converted to fp16) under ``key``."""
-        if features.ndim != 3:
-            raise ValueError(f'expected one map [C, h, w] for {key!r}, got {tuple(features.shape)}')
         # a copy of its own: safetensors refuses maps that share memory (rows of one batch)
         self._maps[key] = features.detach().to('cpu', torch.float16).clone(memory_format=torch.contiguous_format)
         if len(self._maps) >= self.records_per_shard:
             self.flush()
 
     def flush(self) -> None:
-        """Writes the collected maps as a shard, then its index."""
         if not self._maps:
             return
         name = f'r{self.rank:04d}-{self._run}-{self._count:05d}'
@@ -152,8 +140,7 @@ class FeatureCacheWriter:
 
 
 class TeacherFeatureCache:
-    """Reads a cache written by :class:`FeatureCacheWriter` (safe in DataLoader workers: each read
-    opens its shard)."""
+    """Reads a cache (safe in DataLoader workers: each read opens its shard)."""
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -161,9 +148,8 @@ class TeacherFeatureCache:
         self.incomplete = incomplete_shards(root)
         self._shards = [_load_index(p) for p in sorted(glob.glob(os.path.join(root, SHARD_DIR, '*.json')))]
         self._shard_of: Dict[str, str] = {}
-        for shard in self._shards:
-            for key in shard['keys']:
-                self._shard_of.setdefault(key, shard['path'])
+        for shard in self._shards:  # a key stored twice is read from its first shard
+            self._shard_of.update((k, shard['path']) for k in shard['keys'] if k not in self._shard_of)
 
     def __len__(self) -> int:
         return len(self._shard_of)

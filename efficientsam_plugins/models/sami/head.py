@@ -9,12 +9,8 @@ CRITERIA = ('mse', 'cosine')
 
 
 class ReconstructionLoss(nn.Module):
-    """Feature reconstruction loss over all tokens.
-
-    ``'mse'`` (the paper's default) is the mean squared error over tokens and channels;
-    ``'cosine'`` (the paper's ablation) is ``1 - cos`` between each token's prediction and target,
-    averaged over tokens.
-    """
+    """``'mse'`` (the paper's default) over tokens and channels, or ``'cosine'`` (its ablation):
+    ``1 - cos`` per token, averaged; ``pred`` and ``target`` are ``[B, L, C]``."""
 
     def __init__(self, criterion: str = 'mse', loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -23,16 +19,13 @@ class ReconstructionLoss(nn.Module):
         self.criterion, self.loss_weight = criterion, loss_weight
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``pred`` and ``target`` are ``[B, L, C]``; returns a scalar."""
         if pred.shape != target.shape:
             raise ValueError(f'prediction {tuple(pred.shape)} and target {tuple(target.shape)} '
                              f'differ: is the head projecting to the teacher\'s channels?')
         pred, target = pred.float(), target.float()
         if self.criterion == 'mse':
-            loss = F.mse_loss(pred, target)
-        else:
-            loss = (1.0 - F.cosine_similarity(pred, target, dim=-1)).mean()
-        return loss * self.loss_weight
+            return F.mse_loss(pred, target) * self.loss_weight
+        return (1.0 - F.cosine_similarity(pred, target, dim=-1)).mean() * self.loss_weight
 
     def extra_repr(self) -> str:
         return f'criterion={self.criterion!r}, loss_weight={self.loss_weight}'
@@ -56,5 +49,4 @@ class ProjectionHead(nn.Module):
         return self.proj(tokens)
 
     def loss(self, tokens: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Reconstruction loss of the projected ``tokens`` against ``target`` ``[B, L, C_t]``."""
         return self.loss_module(self.proj(tokens), target)

@@ -9,17 +9,14 @@ from typing import Union
 
 import torch
 
-_MASK64 = (1 << 64) - 1
-
 
 def _signed(value: int) -> int:
-    value &= _MASK64
+    """``value`` modulo 2**64 as an int64 (torch has no uint64 arithmetic)."""
+    value &= (1 << 64) - 1
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-_GOLDEN = _signed(0x9E3779B97F4A7C15)
-_MIX1 = _signed(0xBF58476D1CE4E5B9)
-_MIX2 = _signed(0x94D049BB133111EB)
+_GOLDEN, _MIX1, _MIX2 = (_signed(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
 
 
 def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -36,42 +33,28 @@ def splitmix64(x: torch.Tensor) -> torch.Tensor:
 
 
 def check_mask_ratio(mask_ratio: float) -> float:
-    """``mask_ratio`` as a float, or a ValueError unless it lies strictly between 0 and 1."""
     ratio = float(mask_ratio)
     if not 0.0 < ratio < 1.0:
         raise ValueError(f'mask_ratio must lie strictly between 0 and 1, got {mask_ratio}')
     return ratio
 
 
-def num_visible_tokens(num_tokens: int, mask_ratio: float) -> int:
-    """Tokens kept visible per sample (at least one, at most ``num_tokens - 1``)."""
-    ratio = check_mask_ratio(mask_ratio)
-    return min(max(int(round(num_tokens * (1.0 - ratio))), 1), num_tokens - 1)
-
-
 def random_token_mask(sample_ids: torch.Tensor, step: int, num_tokens: int, mask_ratio: float,
                       seed: Union[int, torch.Tensor] = 0) -> torch.Tensor:
-    """Bool mask ``[B, num_tokens]``, True where a token is masked, the same count per sample.
+    """Bool mask ``[B, num_tokens]``, True where masked, the same count per sample.
 
-    Args:
-        sample_ids: int64 ``[B]`` identifying each sample (its dataset index).
-        step: the training step (e.g. the global iteration), so masks change between visits.
-        num_tokens: tokens per image.
-        mask_ratio: fraction of masked tokens, in (0, 1).
-        seed: run seed (an int, or an int64 scalar tensor so that it can live on the device).
+    ``sample_ids`` (int64 ``[B]``, e.g. dataset indices) and ``step`` (the global iteration) pick
+    the mask; ``seed`` may be an int64 scalar tensor so that it can live on the device.
     """
     if num_tokens < 2:
         raise ValueError(f'masking needs at least 2 tokens per image, got {num_tokens}')
-    keep = num_visible_tokens(num_tokens, mask_ratio)
     if sample_ids.ndim != 1:
         raise ValueError(f'sample_ids must be 1-D [B], got shape {tuple(sample_ids.shape)}')
+    keep = min(max(round(num_tokens * (1.0 - check_mask_ratio(mask_ratio))), 1), num_tokens - 1)
     ids = sample_ids.to(torch.int64)
     seed = torch.as_tensor(_signed(seed) if isinstance(seed, int) else seed, dtype=torch.int64,
                            device=ids.device)
-    key = splitmix64(seed.expand_as(ids))
-    key = splitmix64(key ^ _signed(step))
-    key = splitmix64(key ^ ids)
+    key = splitmix64(splitmix64(splitmix64(seed.expand_as(ids)) ^ _signed(step)) ^ ids)
     tokens = torch.arange(num_tokens, device=ids.device, dtype=torch.int64)
     scores = splitmix64(key[:, None] ^ (tokens[None, :] * _GOLDEN))
-    ranks = torch.argsort(torch.argsort(scores, dim=1), dim=1)
-    return ranks >= keep
+    return torch.argsort(torch.argsort(scores, dim=1), dim=1) >= keep

@@ -1,10 +1,9 @@
 """SAMI's teachers (target generators): frozen image encoders with one interface.
 
 A teacher maps the student's (normalised) images ``[B, 3, H, W]`` to target features
-``[B, C, h, w]`` on the student's token grid. It runs either at the student's resolution (position
-embeddings interpolated to the smaller grid) or at a fixed resolution such as SAM's 1024, its
-output then resampled to the student's grid (RoIAlign over the whole image, exactly as cached maps
-are cut, see :mod:`.views`). The target is the 256-d neck output or the last ViT block.
+``[B, C, h, w]`` on the student's token grid, running at the student's resolution (position
+embeddings interpolated) or at a fixed one such as SAM's 1024, its output then resampled to the
+student's grid exactly as cached maps are cut (:mod:`.views`).
 
 Teachers are frozen: no gradients, always in eval mode, ``init_weights`` leaves them alone. Held by
 :class:`TeacherSlot`, they also stay out of the student's module tree (state dict, optimizer,
@@ -26,29 +25,30 @@ from .views import resize_to_grid
 LAYERS = ('neck', 'last_block')
 
 SAM_ARCHS: Dict[str, Dict[str, Any]] = {
-    'vit_h': dict(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31),
-                  zoo_name='sam_vit_h', filename='sam_vit_h_4b8939.pth'),
-    'vit_l': dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23),
-                  zoo_name='sam_vit_l', filename='sam_vit_l_0b3195.pth'),
-    'vit_b': dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11),
-                  zoo_name='sam_vit_b', filename='sam_vit_b_01ec64.pth'),
+    'vit_h': dict(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+    'vit_l': dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+    'vit_b': dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
 }
 _SAM_ALIASES = {'h': 'vit_h', 'huge': 'vit_h', 'vit-h': 'vit_h', 'l': 'vit_l', 'large': 'vit_l',
                 'vit-l': 'vit_l', 'b': 'vit_b', 'base': 'vit_b', 'vit-b': 'vit_b'}
 _SAM_DEFAULTS = dict(img_size=1024, patch_size=16, window_size=14, out_chans=256, mlp_ratio=4.0)
 
-EFFICIENTSAM_FILES = {'ti': ('efficientsam_ti', 'efficient_sam_vitt.pt'),
-                      's': ('efficientsam_s', 'efficient_sam_vits.pt')}
 
-
-def teacher_checkpoint(checkpoint: Optional[Union[str, os.PathLike]], what: str, expected: str,
-                       zoo_name: Optional[str]) -> Optional[str]:
+def teacher_checkpoint(checkpoint: Optional[Union[str, os.PathLike]], what: str, family: str,
+                       config: Optional[str]) -> Tuple[Optional[str], str]:
     """The local file of a teacher's checkpoint (a path or a zoo name), found before the encoder
-    is built; a missing file's error names the official file the teacher expects."""
+    is built, and the official file of its architecture (from the zoo), which a missing file's
+    error names."""
+    from ...zoo import ZooError, entry_for
     try:
-        return None if checkpoint is None else checkpoint_path(checkpoint)
+        entry = entry_for(family, config) if config else None
+    except ZooError:
+        entry = None
+    expected = entry.filename if entry else 'a checkpoint of this arch'
+    try:
+        return (None if checkpoint is None else checkpoint_path(checkpoint)), expected
     except FileNotFoundError as err:
-        how = f'`python tools/zoo.py download {zoo_name}` fetches it, or ' if zoo_name else ''
+        how = f'`python tools/zoo.py download {entry.name}` fetches it, or ' if entry else ''
         raise FileNotFoundError(f'{what} teacher: {err}; expected the official file {expected} '
                                 f'({how}pass its path as checkpoint=...)') from err
 
@@ -61,10 +61,9 @@ def load_image_encoder(module: nn.Module, path: str, what: str) -> None:
 class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
     """Base class: subclasses build their encoder, set ``out_channels`` and implement ``encode``.
 
-    Args:
-        resolution: ``'student'`` runs the encoder on the student's images as they are; an int
-            resizes them (bilinear) to that square size first, e.g. 1024 for SAM's native grid.
-        layer: ``'neck'`` (256-d SAM neck output) or ``'last_block'`` (the last ViT block).
+    ``resolution='student'`` runs the encoder on the student's images as they are; an int resizes
+    them (bilinear) to that square size first, e.g. 1024 for SAM's native grid. ``layer`` is
+    ``'neck'`` (256-d SAM neck output) or ``'last_block'`` (the last ViT block).
     """
 
     out_channels: int
@@ -82,9 +81,7 @@ class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
         """Target map ``[B, C, h, w]`` of images already at the teacher's input size."""
 
     def freeze(self) -> 'FrozenTeacher':
-        for param in self.parameters():
-            param.requires_grad_(False)
-        return self.train(False)
+        return self.requires_grad_(False).train(False)
 
     def train(self, mode: bool = True) -> 'FrozenTeacher':
         """Always eval mode, whatever a parent asks."""
@@ -93,19 +90,12 @@ class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
     def init_weights(self) -> None:
         """Keeps the loaded weights: a parent's ``init_cfg`` must never re-initialise a teacher."""
 
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """The student's images resized to the teacher's input size."""
-        if self.resolution == 'student' or tuple(images.shape[-2:]) == (self.resolution,) * 2:
-            return images
-        return F.interpolate(images, size=(self.resolution, self.resolution), mode='bilinear',
-                             align_corners=False)
-
     @torch.no_grad()
     def forward(self, images: torch.Tensor, grid_hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """Targets ``[B, C, *grid_hw]`` (the encoder's own grid when ``grid_hw`` is None)."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f'teacher expects images [B, 3, H, W], got {tuple(images.shape)}')
-        maps = self.encode(self.prepare(images))
+        if self.resolution != 'student' and tuple(images.shape[-2:]) != (self.resolution,) * 2:
+            images = F.interpolate(images, size=(self.resolution,) * 2, mode='bilinear', align_corners=False)
+        maps = self.encode(images)
         return maps if grid_hw is None else resize_to_grid(maps, grid_hw)
 
     def describe(self) -> Dict[str, Any]:
@@ -117,14 +107,11 @@ class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
 class SAMTeacher(FrozenTeacher):
     """A SAM image encoder (``segment_anything``'s ``ImageEncoderViT``) as SAMI's teacher.
 
-    Args:
-        arch: ``'vit_h'``, ``'vit_l'``, ``'vit_b'``, or a dict with ``embed_dim``, ``depth``,
-            ``num_heads``, ``global_attn_indexes`` (and optionally ``img_size``, ``patch_size``,
-            ``window_size``, ``out_chans``, ``mlp_ratio``) for custom encoders.
-        checkpoint: an official SAM checkpoint (path or zoo name such as ``'sam_vit_h'``); only its
-            ``image_encoder.*`` entries are loaded, strictly. None keeps random weights (for
-            benchmarks and smoke tests only).
-        resolution, layer: see :class:`FrozenTeacher`.
+    ``arch`` is ``'vit_h'``, ``'vit_l'``, ``'vit_b'`` or a dict with ``embed_dim``, ``depth``,
+    ``num_heads``, ``global_attn_indexes`` (and optionally the keys of ``_SAM_DEFAULTS``).
+    ``checkpoint`` is an official SAM checkpoint (path or zoo name such as ``'sam_vit_h'``), of
+    which only ``image_encoder.*`` is loaded, strictly; None keeps random weights (for benchmarks
+    and smoke tests only).
     """
 
     def __init__(self, arch: Union[str, Dict[str, Any]] = 'vit_h',
@@ -137,44 +124,34 @@ class SAMTeacher(FrozenTeacher):
             raise ImportError('SAMTeacher needs the segment_anything package '
                               '(pip install segment-anything)') from err
         if isinstance(arch, str):
-            key = _SAM_ALIASES.get(arch.lower(), arch.lower())
-            if key not in SAM_ARCHS:
-                raise ValueError(f'unknown SAM arch {arch!r}; expected one of {sorted(SAM_ARCHS)} '
-                                 f'or a dict')
-            spec = {**_SAM_DEFAULTS, **SAM_ARCHS[key]}
-            self.arch_name = key
+            config = _SAM_ALIASES.get(arch.lower(), arch.lower())
+            if config not in SAM_ARCHS:
+                raise ValueError(f'unknown SAM arch {arch!r}; expected one of {sorted(SAM_ARCHS)} or a dict')
+            arch = SAM_ARCHS[config]
         else:
-            required = {'embed_dim', 'depth', 'num_heads', 'global_attn_indexes'}
-            missing = required - set(arch)
+            missing = {'embed_dim', 'depth', 'num_heads', 'global_attn_indexes'} - set(arch)
             if missing:
                 raise ValueError(f'custom SAM arch lacks {sorted(missing)}')
-            spec = {**_SAM_DEFAULTS, 'zoo_name': None, 'filename': 'a SAM checkpoint of this arch',
-                    **arch}
-            self.arch_name = 'custom'
-        self.spec = spec
-        self.checkpoint = teacher_checkpoint(checkpoint, f'SAM {self.arch_name}', spec['filename'], spec['zoo_name'])
+            config = None
+        self.arch_name, self.spec = config or 'custom', {**_SAM_DEFAULTS, **arch}
+        spec, what = self.spec, f'SAM {self.arch_name}'
+        self.checkpoint, expected = teacher_checkpoint(checkpoint, what, 'sam', config)
         self.encoder = ImageEncoderViT(
-            img_size=spec['img_size'], patch_size=spec['patch_size'], embed_dim=spec['embed_dim'],
-            depth=spec['depth'], num_heads=spec['num_heads'], mlp_ratio=spec['mlp_ratio'],
-            out_chans=spec['out_chans'], qkv_bias=True,
-            norm_layer=functools.partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True,
-            rel_pos_zero_init=True, window_size=spec['window_size'],
-            global_attn_indexes=tuple(spec['global_attn_indexes']))
-        self.patch_size = spec['patch_size']
+            img_size=spec['img_size'], patch_size=spec['patch_size'], embed_dim=spec['embed_dim'], depth=spec['depth'],
+            num_heads=spec['num_heads'], mlp_ratio=spec['mlp_ratio'], out_chans=spec['out_chans'], qkv_bias=True,
+            norm_layer=functools.partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True, rel_pos_zero_init=True,
+            window_size=spec['window_size'], global_attn_indexes=tuple(spec['global_attn_indexes']))
         self.out_channels = spec['out_chans'] if layer == 'neck' else spec['embed_dim']
         if self.checkpoint is not None:
-            load_image_encoder(self.encoder, self.checkpoint,
-                               f'SAM {self.arch_name} checkpoint {self.checkpoint} (expected {spec["filename"]})')
+            load_image_encoder(self.encoder, self.checkpoint, f'{what} checkpoint {self.checkpoint} (expected {expected})')
         self.freeze()
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        enc = self.encoder
-        if images.shape[-2] % self.patch_size or images.shape[-1] % self.patch_size:
-            raise ValueError(f'teacher input {tuple(images.shape[-2:])} is not divisible by its '
-                             f'patch size {self.patch_size}')
+        enc, patch = self.encoder, self.spec['patch_size']
+        if images.shape[-2] % patch or images.shape[-1] % patch:
+            raise ValueError(f'teacher input {tuple(images.shape[-2:])} is not divisible by its patch size {patch}')
         x = enc.patch_embed(images)
-        pos = enc.pos_embed
-        x = x + resize_abs_pos(pos.reshape(1, -1, pos.shape[-1]), False, x.shape[1:3]).to(x.dtype)
+        x = x + resize_abs_pos(enc.pos_embed.flatten(1, 2), False, x.shape[1:3]).to(x.dtype)
         for block in enc.blocks:
             x = block(x)
         x = x.permute(0, 3, 1, 2)
@@ -183,16 +160,14 @@ class SAMTeacher(FrozenTeacher):
     def describe(self) -> Dict[str, Any]:
         keys = ('embed_dim', 'depth', 'num_heads', 'global_attn_indexes', 'img_size', 'patch_size',
                 'window_size', 'out_chans')
-        arch = {k: (list(self.spec[k]) if k == 'global_attn_indexes' else self.spec[k]) for k in keys}
-        return dict(super().describe(), arch=self.arch_name, spec=arch,
-                    checkpoint=os.path.basename(self.checkpoint) if self.checkpoint else None)
+        spec = {k: (list(self.spec[k]) if k == 'global_attn_indexes' else self.spec[k]) for k in keys}
+        return dict(super().describe(), arch=self.arch_name, spec=spec,
+                    checkpoint=self.checkpoint and os.path.basename(self.checkpoint))
 
 
 class EncoderTeacher(FrozenTeacher):
-    """Any image encoder of the core (a :class:`~efficientsam_plugins.models.vit.ViT`) as teacher.
-
-    ``layer='neck'`` needs an encoder with a neck (e.g. EfficientSAM's image encoder).
-    """
+    """Any image encoder of the core (a :class:`~efficientsam_plugins.models.vit.ViT`) as teacher;
+    ``layer='neck'`` needs one with a neck (e.g. EfficientSAM's image encoder)."""
 
     def __init__(self, encoder: ViT, resolution: Union[str, int] = 'student',
                  layer: str = 'neck') -> None:
@@ -216,21 +191,20 @@ class EfficientSAMTeacher(EncoderTeacher):
                  resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
         from ..efficient_sam.efficient_sam import resolve_config
         cfg = resolve_config(arch)
-        arch_name = {192: 'ti', 384: 's'}.get(cfg['embed_dim'], 'custom')
-        zoo_name, filename = EFFICIENTSAM_FILES.get(arch_name, (None, 'an EfficientSAM checkpoint'))
-        path = teacher_checkpoint(checkpoint, f'EfficientSAM {arch_name}', filename, zoo_name)
+        config = {192: 'ti', 384: 's'}.get(cfg['embed_dim'])
+        what = f'EfficientSAM {config or "custom"}'
+        path, expected = teacher_checkpoint(checkpoint, what, 'efficientsam', config)
         encoder = ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
                       img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
                       neck_dims=list(cfg['neck_dims']))
         if path is not None:
-            load_image_encoder(encoder, path, f'EfficientSAM {arch_name} checkpoint {path} (expected {filename})')
+            load_image_encoder(encoder, path, f'{what} checkpoint {path} (expected {expected})')
         super().__init__(encoder, resolution, layer)
-        self.arch_name = arch_name
-        self.checkpoint = path
+        self.arch_name, self.checkpoint = config or 'custom', path
 
     def describe(self) -> Dict[str, Any]:
         return dict(super().describe(), arch=self.arch_name,
-                    checkpoint=os.path.basename(self.checkpoint) if self.checkpoint else None)
+                    checkpoint=self.checkpoint and os.path.basename(self.checkpoint))
 
 
 class TeacherSlot(nn.Module):
@@ -242,18 +216,14 @@ class TeacherSlot(nn.Module):
 
     def __init__(self, teacher: nn.Module) -> None:
         super().__init__()
-        object.__setattr__(self, '_teacher', teacher)
-
-    @property
-    def teacher(self) -> nn.Module:
-        return self._teacher
+        object.__setattr__(self, 'teacher', teacher)  # a plain attribute, not a submodule
 
     def _apply(self, fn, recurse: bool = True):
-        self._teacher._apply(fn, recurse)
+        self.teacher._apply(fn, recurse)
         return super()._apply(fn, recurse)
 
     def forward(self, *args, **kwargs):
-        return self._teacher(*args, **kwargs)
+        return self.teacher(*args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f'teacher={type(self._teacher).__name__} (outside the module tree)'
+        return f'teacher={type(self.teacher).__name__} (outside the module tree)'

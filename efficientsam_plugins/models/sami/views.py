@@ -16,37 +16,23 @@ FULL_BOX = (0.0, 0.0, 1.0, 1.0)
 def compose_boxes(outer: Sequence[float], inner: Sequence[float]) -> Tuple[float, float, float, float]:
     """The box ``inner`` (normalised within the crop ``outer``) in ``outer``'s frame."""
     x1, y1, x2, y2 = (float(v) for v in outer)
-    ix1, iy1, ix2, iy2 = (float(v) for v in inner)
     w, h = x2 - x1, y2 - y1
-    return (x1 + ix1 * w, y1 + iy1 * h, x1 + ix2 * w, y1 + iy2 * h)
+    return tuple(float(o + v * s) for o, v, s in zip((x1, y1, x1, y1), inner, (w, h, w, h)))
 
 
 def crop_to_views(maps: torch.Tensor, boxes: Union[torch.Tensor, Sequence[Sequence[float]]],
                   flips: Union[torch.Tensor, Sequence[bool]], out_hw: Tuple[int, int]) -> torch.Tensor:
-    """Per-view features ``[B, C, *out_hw]`` from whole-image maps ``[B, C, H, W]``.
-
-    Args:
-        maps: dense features of each whole image.
-        boxes: ``[B, 4]`` view boxes ``(x1, y1, x2, y2)`` normalised to [0, 1].
-        flips: ``[B]`` whether each view was flipped horizontally after cropping.
-        out_hw: the view's token grid.
-    """
-    if maps.ndim != 4:
-        raise ValueError(f'maps must be [B, C, H, W], got {tuple(maps.shape)}')
+    """Per-view features ``[B, C, *out_hw]`` from whole-image maps ``[B, C, H, W]``, ``boxes``
+    ``[B, 4]`` and ``flips`` ``[B]``."""
     b, _, h, w = maps.shape
     boxes = torch.as_tensor(boxes, dtype=torch.float32, device=maps.device).reshape(-1, 4)
     flips = torch.as_tensor(flips, dtype=torch.bool, device=maps.device).reshape(-1)
-    if boxes.shape[0] != b or flips.shape[0] != b:
-        raise ValueError(f'{b} maps need {b} boxes and flips, got {boxes.shape[0]} and {flips.shape[0]}')
-    if ((boxes[:, 2:] <= boxes[:, :2]).any() or (boxes < -1e-6).any()
-            or (boxes > 1 + 1e-6).any()):
+    if (boxes[:, 2:] <= boxes[:, :2]).any() or (boxes < -1e-6).any() or (boxes > 1 + 1e-6).any():
         raise ValueError(f'view boxes must be (x1, y1, x2, y2) in [0, 1] with x1 < x2 and y1 < y2, '
                          f'got {boxes.tolist()}')
-    scale = boxes.new_tensor([w, h, w, h])
     rois = torch.cat([torch.arange(b, device=maps.device, dtype=torch.float32)[:, None],
-                      boxes * scale], dim=1)
-    out = roi_align(maps.float(), rois, output_size=tuple(out_hw), spatial_scale=1.0,
-                    sampling_ratio=-1, aligned=True)
+                      boxes * boxes.new_tensor([w, h, w, h])], dim=1)
+    out = roi_align(maps.float(), rois, output_size=tuple(out_hw), sampling_ratio=-1, aligned=True)
     return torch.where(flips[:, None, None, None], out.flip(-1), out)
 
 
