@@ -25,8 +25,9 @@ class EfficientSamPredictor(Predictor):
                         **kwargs) -> 'EfficientSamPredictor':
         """A predictor on ``device`` for a model-zoo name (``'efficientsam_ti'``: the released weights,
         downloaded once and verified) or a config plus checkpoint (``'ti', 'path/to.pt'``)."""
-        zoo_configs = {'efficientsam_ti': 'ti', 'efficientsam_s': 's'}
-        if isinstance(name, str) and name in zoo_configs:
+        from ...zoo import list_entries
+        zoo_configs = {e.name: e.arch.config for e in list_entries() if e.arch and e.arch.family == 'efficientsam'}
+        if isinstance(name, str) and name in zoo_configs:  # the zoo entry carries its architecture
             name, checkpoint = zoo_configs[name], checkpoint or f'zoo://{name}'
         return cls(build_efficient_sam(name, checkpoint).to(device), **kwargs)
 
