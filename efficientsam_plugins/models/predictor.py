@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 ArrayLike = Union[np.ndarray, torch.Tensor, list, tuple]
 
-# The labels a backend receives (SAM's convention): 1 point, 2/3 box corners, -1 padding.
-LABEL_PADDING, LABEL_POINT, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = -1, 1, 2, 3
+# The labels a backend receives (SAM's convention): 1 point, 0 negative point, 2/3 box corners, -1 padding.
+LABEL_PADDING, LABEL_NEGATIVE, LABEL_POINT, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = -1, 0, 1, 2, 3
 
 
 def image_to_tensor(image) -> torch.Tensor:
@@ -70,9 +70,11 @@ class Predictor(ABC):
     """SAM-style predictor: :meth:`set_image` once, then :meth:`predict` any number of prompts.
 
     Backends implement :meth:`_set_image` and :meth:`_decode`, and may set the class attributes
-    (``device``: where :meth:`_decode`'s inputs go) or override :meth:`upsample`."""
+    (``device``: where :meth:`_decode`'s inputs go; ``supports_negative_points``: whether the model
+    was built with a negative-click input, so label 0 is accepted) or override :meth:`upsample`."""
 
     model_name = 'model'
+    supports_negative_points = False
     max_points_per_query: Optional[int] = None
     mask_threshold = 0.0
     device = torch.device('cpu')
@@ -134,11 +136,14 @@ class Predictor(ABC):
                 if lbl.shape != pts.shape[:2]:
                     raise ValueError(f'point_labels must be {tuple(pts.shape[:2])} to match points, '
                                      f'got {tuple(lbl.shape)}')
-                bad = sorted(set(lbl.unique().tolist()) - {float(LABEL_POINT)})
+                allowed = {float(LABEL_POINT)} | ({float(LABEL_NEGATIVE)} if self.supports_negative_points else set())
+                bad = sorted(set(lbl.unique().tolist()) - allowed)
                 if bad:
-                    raise ValueError(f'point labels {bad} are not supported: the released {self.model_name} '
-                                     f'weights know only positive points (label 1); negative or '
-                                     f'background points (0/-1) are not supported, and boxes go in `boxes`')
+                    known = ('positive (1) and negative (0) points' if self.supports_negative_points else
+                             'only positive points (label 1); negative points (0) need a model built with '
+                             'the negative-click input')
+                    raise ValueError(f'point labels {bad} are not supported: this {self.model_name} knows '
+                                     f'{known}; boxes go in `boxes`')
             if boxes is not None and len(pts) != len(corners):
                 raise ValueError(f'{len(corners)} boxes but {len(pts)} point sets: give one point set per box')
             parts.append((self._check_inside(pts, 'points'), lbl))
@@ -187,7 +192,8 @@ class Predictor(ABC):
 
         ``points`` ``[N, 2]`` (one query) / ``[Q, N, 2]`` and ``boxes`` ``[4]`` / ``[Q, 4]`` (x1, y1, x2,
         y2) are pixels of the original image; with both, query ``i`` is box ``i`` plus point set ``i``
-        (a box counts as 2 of ``max_points_per_query``). ``point_labels`` may only be 1 (positive).
+        (a box counts as 2 of ``max_points_per_query``). ``point_labels``: 1 positive, 0 negative (only
+        where ``supports_negative_points``).
         ``best_only`` keeps (and upsamples) only the candidate with the highest predicted IoU.
 
         Returns bool masks ``[Q, M, H, W]`` at the original resolution (logits with ``return_logits``),
