@@ -231,3 +231,23 @@ def test_decoder_traced_with_one_query_holds_for_many(predictor):
             points, labels = prompts(q)
             for ours, reference in zip(traced(points, labels), decoder(points, labels)):
                 torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_precision_option_runs_the_model_under_autocast_and_returns_float32():
+    model = build_efficient_sam(TINY)
+    reference, low_precision = EfficientSamPredictor(model), EfficientSamPredictor(model)
+    low_precision.precision = 'bf16'
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    outputs = []
+    for pred in (reference, low_precision):
+        pred.set_image(image)
+        outputs.append(pred.predict(boxes=[4, 4, 40, 30], return_logits=True))
+    (ref_logits, ref_iou, _), (bf16_logits, bf16_iou, bf16_low) = outputs
+    assert bf16_logits.dtype == bf16_iou.dtype == bf16_low.dtype == np.float32
+    assert np.abs(bf16_logits - ref_logits).max() < 0.05 * np.abs(ref_logits).max()
+    assert not np.array_equal(bf16_logits, ref_logits)  # it did run in bfloat16
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match='precision must be one of fp32, bf16, fp16'):
+        Predictor.__init__(FakePredictor(), precision='int4')
