@@ -136,7 +136,7 @@ def test_clicks_are_batched_per_round_and_stop_when_nothing_is_missed():
     info = ImageInfo(1, '', 50, 50)
     recorder = Recorder(ScriptedSegmenter())
     records = evaluate_image(recorder, info, None, instances,
-                             PromptProtocol(box=False, clicks=(1, 2, 4), click_protocol='center'))
+                             PromptProtocol(box=False, clicks=(1, 2, 4), preset='sam'))
     # round 1: all 3 instances, one click each; round 2: everything missed, second click for all;
     # rounds 3-4: the full-image masks miss nothing, so no click and no decoder call.
     assert recorder.calls == [(None, (3, 1, 2)), (None, (3, 2, 2))]

@@ -205,8 +205,15 @@ def test_encoder_and_decoder_initialisation(tmp_path):
                        source.image_encoder.blocks[0].attn.qkv.weight + 1)
     assert torch.equal(model.model.image_encoder.neck[0].weight, neck_before)
     assert torch.equal(model.model.mask_decoder.iou_token.weight, source.mask_decoder.iou_token.weight)
-    strict = EfficientSamFinetuner(TINY, encoder_init=dict(checkpoint=sami, prefix='backbone.'))
-    with pytest.raises(ValueError, match=r'missing keys \(neck\.0\.weight'):
+    no_neck = EfficientSamFinetuner(TINY, encoder_init=dict(checkpoint=sami, prefix='backbone.'))
+    no_neck.init_weights()  # an encoder pretrained without a neck: the neck is trained from scratch
+    assert torch.equal(no_neck.model.image_encoder.patch_embed.proj.weight,
+                       source.image_encoder.patch_embed.proj.weight + 1)
+    partial = dict(encoder_state, **{'neck.0.weight': source.image_encoder.neck[0].weight})
+    fake_mmengine_checkpoint(str(tmp_path / 'partial.pth'), partial, 'backbone.')
+    strict = EfficientSamFinetuner(TINY, encoder_init=dict(checkpoint=str(tmp_path / 'partial.pth'),
+                                                           prefix='backbone.'))
+    with pytest.raises(ValueError, match=r'missing keys \(neck\.1\.weight'):
         strict.init_weights()
     wrong_prefix = EfficientSamFinetuner(TINY, encoder_init=dict(checkpoint=sami, prefix='image_encoder.'))
     with pytest.raises(ValueError, match="no keys under prefix 'image_encoder.'"):
@@ -245,6 +252,14 @@ def test_full_configs_follow_the_paper_recipe(arch, width):
     assert cfg.param_scheduler[0].type == 'LinearLR' and cfg.param_scheduler[0].end_factor == 0.0
     assert cfg.train_cfg.max_epochs == 5 and cfg.auto_scale_lr.base_batch_size == 128
     assert cfg.train_dataloader.dataset.img_size == 1024
-    assert cfg.model.encoder_init == dict(checkpoint=f'efficientsam_{arch}', prefix='image_encoder.')
+    sami_run = {'ti': 'sami_vit-tiny', 's': 'sami_vit-small'}[arch]
+    assert cfg.model.encoder_init == dict(checkpoint=f'work_dirs/{sami_run}_sam-vit-h_in1k-400e/epoch_400.pth',
+                                          prefix='backbone.')  # the paper's start: a SAMI run
     model = MODELS.build(cfg.model)  # weights are loaded by init_weights, when training starts
     assert model.model.image_encoder.embed_dim == width and model.model.img_size == 1024
+    assert model.num_iterative_clicks == 4 and not model.negative_clicks  # decoder from scratch: SAM's clicks
+    assert model.eval_protocol.name == 'paper'
+    released = MODELS.build(Config.fromfile(os.path.join(
+        REPO, 'configs', 'efficientsam', f'efficientsam_{arch}_sa1b_from_released.py')).model)
+    assert released.encoder_init == dict(checkpoint=f'efficientsam_{arch}', prefix='image_encoder.')
+    assert released.num_iterative_clicks == 4

@@ -1,15 +1,18 @@
 """Promptable segmentation mIoU of EfficientSAM on a COCO- or LVIS-format dataset.
 
 Every non-crowd ground-truth instance is prompted with its tight box and with 1..K simulated
-clicks (first click ``random``: uniform in the mask, seeded, the EfficientSAM paper's protocol;
-or ``center``: SAM's; later clicks at the centre of the missed region, positive only, see
+clicks. ``--protocol paper`` (default, the EfficientSAM paper's): every click uniform in the mask,
+seeded; ``--protocol sam``: the centre click, then the centre of the larger error region, a negative
+click on false positives where the model has the negative-click input (else the missed region's
+centre); ``--click-protocol`` / ``--later-clicks`` override either half (see
 efficientsam_plugins/evaluation/clicks.py). The mask with the highest predicted IoU is scored.
 
     python tools/eval_promptable.py --ann-file data/coco/annotations/instances_val2017.json \
         --img-dir data/coco/val2017 --config ti --checkpoint efficientsam_ti \
-        --prompts box 1 3 --click-protocol random --out miou.json --dump-predictions masks.json
+        --prompts box 1 3 --protocol paper --out miou.json --dump-predictions masks.json
 
-Prints a table of mIoU (%) overall and per COCO size; ``--out`` writes it as JSON (fractions).
+Prints the protocol and a table of mIoU (%) overall and per COCO size; ``--out`` writes both as
+JSON (fractions).
 Output files appear complete at the end of the run or not at all.
 """
 import argparse
@@ -23,7 +26,7 @@ from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, t
 from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceDataset, PromptProtocol,  # noqa: E402
                                              atomic_write_json, evaluate_dataset, format_table,
                                              load_efficient_sam)
-from efficientsam_plugins.evaluation.clicks import CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS  # noqa: E402
+from efficientsam_plugins.evaluation.clicks import CLICK_PRESETS, CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS  # noqa: E402
 from efficientsam_plugins.fileio import check_output_path  # noqa: E402
 from efficientsam_plugins.evaluation.promptable import parse_prompts  # noqa: E402
 
@@ -37,10 +40,17 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint', help='checkpoint path or zoo name (efficientsam_ti, efficientsam_s)')
     parser.add_argument('--prompts', nargs='+', default=['box', '1', '3'],
                         help='"box" and/or click counts (default: box 1 3)')
-    parser.add_argument('--click-protocol', default='random', choices=CLICK_PROTOCOLS,
-                        help='first click: random (paper) or center (SAM)')
-    parser.add_argument('--later-clicks', default='error', choices=LATER_CLICK_PROTOCOLS,
-                        help='clicks 2..K: error (centre of the missed region) or random (in the mask)')
+    parser.add_argument('--protocol', default='paper', choices=sorted(CLICK_PRESETS),
+                        help='paper (default): every click uniform in the mask; sam: centre click, then '
+                             'error-region clicks')
+    parser.add_argument('--click-protocol', choices=CLICK_PROTOCOLS,
+                        help="override the preset's first click: random or center")
+    parser.add_argument('--later-clicks', choices=LATER_CLICK_PROTOCOLS,
+                        help="override the preset's clicks 2..K: error (centre of the larger error region) "
+                             "or random (in the mask)")
+    parser.add_argument('--negative-clicks', choices=['auto', 'on', 'off'], default='auto',
+                        help='error clicks on false positives are negative: auto = where the model has the '
+                             'negative-click input')
     parser.add_argument('--seed', type=non_negative_int, default=0, help='seed of the random clicks')
     parser.add_argument('--device', default='cpu', type=torch_device)
     parser.add_argument('--max-images', type=positive_int, help='evaluate only the first N images (by id)')
@@ -55,8 +65,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     box, clicks = parse_prompts(args.prompts)
-    protocol = PromptProtocol(box=box, clicks=clicks, click_protocol=args.click_protocol,
-                              later_clicks=args.later_clicks, seed=args.seed)
+    protocol = PromptProtocol(box=box, clicks=clicks, preset=args.protocol, click_protocol=args.click_protocol,
+                              later_clicks=args.later_clicks, seed=args.seed,
+                              negative_clicks=dict(auto=None, on=True, off=False)[args.negative_clicks])
     for path in (args.out, args.dump_predictions):
         if path:
             check_output_path(path)
@@ -70,13 +81,12 @@ def main(argv=None) -> int:
     result = evaluate_dataset(dataset, segmenter, protocol, image_ids,
                               keep_masks=bool(args.dump_predictions), progress=not args.no_progress)
     seconds = time.perf_counter() - start
-    print(format_table(result.summary))
+    print(format_table(result.summary, result.protocol))
     print(f'{result.num_images} images in {seconds:.1f}s; {len(result.empty_annotation_ids)} '
           f'non-crowd annotations with an empty mask were skipped')
     settings = dict(ann_file=args.ann_file, img_dir=args.img_dir, format=dataset.format,
                     config=args.config, checkpoint=args.checkpoint, prompts=protocol.prompt_names,
-                    click_protocol=args.click_protocol, later_clicks=args.later_clicks,
-                    seed=args.seed, num_images=result.num_images)
+                    **result.protocol.settings(), num_images=result.num_images)
     if args.dump_predictions:
         atomic_write_json(args.dump_predictions, dict(settings=settings, predictions=result.records))
     if args.out:

@@ -1,15 +1,17 @@
 # EfficientSAM-Ti finetuning on SA-1B, the paper's recipe (Xiong et al., CVPR 2024, section 4):
 # AdamW, lr 4e-4 decayed linearly to 0, weight decay 0.1, batch 128 of 1024x1024 images,
-# 5 epochs; SAM's prompts (box or point, iterative clicks optional) and loss (focal : dice =
-# 20 : 1, plus MSE of the IoU head, only the lowest-loss of the 3 masks back-propagated).
+# 5 epochs; SAM's prompts (box or point, then 4 iterative clicks in the error region: the most the
+# decoder takes after a box) and loss (focal : dice = 20 : 1, plus MSE of the IoU head, only the
+# lowest-loss of the 3 masks back-propagated); the paper's click protocol for the mIoU.
 #
 # Run:   python tools/train.py configs/efficientsam/efficientsam_ti_sa1b.py   (8 GPUs x 16 images)
 # Data:  data/sa1b/ holds the extracted SA-1B tars (sa_N.jpg + sa_N.json side by side);
 #        data/coco/ is used for the promptable mIoU after training.
-# Init:  the paper starts from a SAMI-pretrained encoder and trains the decoder from scratch. Set
-#        encoder_init = dict(checkpoint='<SAMI run>/epoch_N.pth', prefix='backbone.') for that
-#        (add allow_missing=('neck.',) if the SAMI student has no neck). The default continues
-#        from the released EfficientSAM-Ti encoder (zoo name, downloaded on first use).
+# Init:  as the paper: the encoder of a SAMI run (the last checkpoint of
+#        configs/sami/sami_vit-tiny_sam-vit-h_in1k-400e.py; its student's final norm is dropped and
+#        the neck, which it lacks, trained from scratch), the decoder from scratch. For another
+#        run: --cfg-options model.encoder_init.checkpoint=<path>. efficientsam_ti_sa1b_from_released.py
+#        starts from the released EfficientSAM-Ti encoder instead (no SAMI run needed).
 # Output: work_dir/efficientsam_ti_sa1b.pt in the official layout ({"model": state_dict}), plus
 #        efficientsam_ti_sa1b.config.json; it loads with build_efficient_sam / EfficientSamPredictor.
 default_scope = 'mmengine'
@@ -23,7 +25,8 @@ num_gpus = 8
 batch_size_per_gpu = 16
 max_epochs = 5
 
-encoder_init = dict(checkpoint='efficientsam_ti', prefix='image_encoder.')
+sami_checkpoint = 'work_dirs/sami_vit-tiny_sam-vit-h_in1k-400e/epoch_400.pth'
+encoder_init = dict(checkpoint=sami_checkpoint, prefix='backbone.')
 decoder_init = None
 
 model = dict(
@@ -32,9 +35,9 @@ model = dict(
     encoder_init=encoder_init,
     decoder_init=decoder_init,
     box_probability=0.5,
-    num_iterative_clicks=0,
+    num_iterative_clicks=None,  # the decoder trains from scratch: 4, SAM's iterative prompts
     loss_weights=dict(focal=20.0, dice=1.0, iou=1.0),
-    eval_protocol=dict(box=True, clicks=(1, 3), click_protocol='random', later_clicks='error', seed=0))
+    eval_protocol=dict(box=True, clicks=(1, 3), preset='paper', seed=0))
 
 train_dataloader = dict(
     batch_size=batch_size_per_gpu,

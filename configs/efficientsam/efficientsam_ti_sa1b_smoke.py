@@ -12,7 +12,7 @@ tiny = dict(_delete_=True, img_size=img_size, embed_dim=32, depth=2, num_heads=2
 max_iters = 30
 
 model = dict(model_config=tiny, encoder_init=None, decoder_init=None, num_iterative_clicks=1,
-             eval_protocol=dict(clicks=(1, 3), click_protocol='center'))
+             eval_protocol=dict(clicks=(1, 3), preset='sam'))
 train_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),

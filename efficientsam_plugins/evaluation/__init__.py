@@ -2,7 +2,7 @@
 segmentation (mask AP), shared by the tools and the mmengine metric in ``openmmlab/metric.py``
 (this package needs no mmengine; pycocotools and OpenCV are imported when first used).
 """
-from .clicks import center_click, next_positive_click, random_click
+from .clicks import CLICK_PRESETS, center_click, next_error_click, next_positive_click, random_click
 from .dataset import ImageInfo, Instance, InstanceDataset, load_rgb_image
 from ..fileio import atomic_write_json
 from .masks import encode_mask, mask_iou, size_bucket, tight_box
@@ -17,6 +17,7 @@ __all__ = [
     'EvaluationResult', 'InstanceDataset', 'ImageInfo', 'Instance', 'load_rgb_image', 'Segmenter',
     'PromptBatch', 'Segmentation', 'PredictorSegmenter', 'EfficientSamSegmenter', 'GroundTruthSegmenter',
     'BoxFillSegmenter', 'load_efficient_sam', 'center_click', 'random_click', 'next_positive_click',
+    'next_error_click', 'CLICK_PRESETS',
     'mask_iou', 'tight_box', 'size_bucket', 'encode_mask',
     'atomic_write_json', 'load_detections', 'segment_detections', 'evaluate_segmentation',
 ]

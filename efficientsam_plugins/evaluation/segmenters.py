@@ -20,10 +20,12 @@ from .dataset import ImageInfo, InstanceDataset, read_json
 class PromptBatch:
     """The prompts of one image, one query per key (the annotation id in promptable evaluation, the
     detection index in zero-shot evaluation; model-based segmenters ignore keys): boxes ``[Q, 4]``
-    (x1, y1, x2, y2) and/or all-positive points ``[Q, N, 2]`` (x, y), in pixels."""
+    (x1, y1, x2, y2) and/or points ``[Q, N, 2]`` (x, y), in pixels, with ``labels`` ``[Q, N]`` (1
+    positive, 0 negative: only for a segmenter that ``supports_negative_points``; None: all positive)."""
     keys: List[int]
     boxes: Optional[np.ndarray] = None
     points: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -39,6 +41,7 @@ class Segmenter(ABC):
     """Interface: :meth:`set_image` once per image, then :meth:`segment` any number of batches."""
 
     needs_image = True  # False: set_image gets image=None and no file is decoded
+    supports_negative_points = False  # True: PromptBatch.labels may hold negative clicks (0)
 
     @abstractmethod
     def set_image(self, image: Optional[np.ndarray], info: ImageInfo) -> None:
@@ -56,12 +59,16 @@ class PredictorSegmenter(Segmenter):
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
 
+    @property
+    def supports_negative_points(self) -> bool:
+        return self.predictor.supports_negative_points
+
     def set_image(self, image: Optional[np.ndarray], info: ImageInfo) -> None:
         self.predictor.set_image(image)
 
     def segment(self, prompts: PromptBatch) -> Segmentation:
-        masks, scores, _ = self.predictor.predict_torch(points=prompts.points, boxes=prompts.boxes,
-                                                        best_only=True)
+        masks, scores, _ = self.predictor.predict_torch(points=prompts.points, point_labels=prompts.labels,
+                                                        boxes=prompts.boxes, best_only=True)
         return Segmentation(masks[:, 0].cpu().numpy(), scores[:, 0].float().cpu().numpy())
 
 

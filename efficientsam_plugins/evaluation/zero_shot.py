@@ -3,7 +3,8 @@
 Detections use the COCO results format (``image_id``, ``category_id``, ``bbox`` as x, y, w, h,
 ``score``). Each box prompts the segmenter; the result keeps the detection's category and score,
 as in SAM's and EfficientSAM's zero-shot protocol, and is scored with pycocotools (COCO) or the
-``lvis`` package (LVIS).
+``lvis`` package (LVIS). Results carry no ``bbox``: both APIs take a result's area, which decides
+its size range for APs/APm/APl, from its ``bbox`` when there is one, and the mask is what is scored.
 """
 import contextlib
 import copy
@@ -78,7 +79,8 @@ def _check_detection(det: Any, dataset: InstanceDataset) -> Optional[str]:
 
 def segment_detections(dataset: InstanceDataset, segmenter: Segmenter,
                        detections: Dict[int, List[Detection]], progress: bool = True) -> List[Dict[str, Any]]:
-    """COCO-format segmentation results, one per detection, in image order then score order."""
+    """COCO-format segmentation results (no ``bbox``, see the module docstring), one per detection,
+    in image order then score order."""
     image_ids = sorted(detections)
     if segmenter.needs_image:
         dataset.check_images_exist(image_ids)
@@ -91,8 +93,7 @@ def segment_detections(dataset: InstanceDataset, segmenter: Segmenter,
         boxes = np.array([det['box_xyxy'] for _, det in dets], dtype=np.float32)
         masks = segmenter.segment(PromptBatch([index for index, _ in dets], boxes=boxes)).masks
         for (_, det), mask in zip(dets, masks):
-            results.append(dict(image_id=image_id, category_id=det['category_id'],
-                                bbox=[float(v) for v in det['bbox']], score=float(det['score']),
+            results.append(dict(image_id=image_id, category_id=det['category_id'], score=float(det['score']),
                                 segmentation=encode_mask(mask)))
         bar.set_postfix_str(f'{len(results)} masks', refresh=False)
     return results
@@ -102,11 +103,13 @@ def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_for
                           max_dets: Optional[int] = None) -> Dict[str, Any]:
     """Mask AP of ``results`` against ``ann_file``: ``{'AP': ..., 'APs': ..., 'summary': text}``.
 
-    The evaluators get a copy (both add fields to their input). As in mmdet and detectron2, the
-    results carry the detection ``bbox``, from which both APIs take the area for the size ranges.
+    The evaluators get a copy without ``bbox`` (both add fields to their input): with a box they
+    take a result's area from it, not from its mask, and put unmatched masks in the wrong size range
+    of APs/APm/APl; detectron2 and mmdet drop it for mask AP as well.
     """
     if not results:
         raise ValueError('no segmentation results to evaluate (no detection passed the score threshold)')
+    results = [{k: v for k, v in copy.deepcopy(r).items() if k != 'bbox'} for r in results]
     text = io.StringIO()
     if data_format == 'lvis':
         try:
@@ -116,7 +119,7 @@ def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_for
         # lvis 0.5.3, the last release, uses np.float, which numpy 1.24 removed: lent for the evaluation only
         with contextlib.redirect_stdout(text), mock.patch.object(np, 'float', float, create=True):
             gt = LVIS(ann_file)
-            evaluator = LVISEval(gt, LVISResults(gt, copy.deepcopy(results), max_dets=max_dets or 300), 'segm')
+            evaluator = LVISEval(gt, LVISResults(gt, results, max_dets=max_dets or 300), 'segm')
             evaluator.run()
             evaluator.print_results()
         metrics = {k: float(evaluator.results[k]) for k in LVIS_METRICS}
@@ -125,7 +128,7 @@ def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_for
         from pycocotools.cocoeval import COCOeval
         with contextlib.redirect_stdout(text):
             gt = COCO(ann_file)
-            evaluator = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), 'segm')
+            evaluator = COCOeval(gt, gt.loadRes(results), 'segm')
             if max_dets:
                 evaluator.params.maxDets = [1, 10, max_dets]
             evaluator.evaluate()

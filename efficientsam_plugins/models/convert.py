@@ -100,6 +100,29 @@ def load_vit_checkpoint(model: ViT, source: CheckpointSource, prefix: Optional[s
     return initialised
 
 
+def load_encoder_weights(encoder: ViT, source: CheckpointSource, prefix: Optional[str] = None,
+                         allow_missing: Sequence[str] = (), ignore_unexpected: Sequence[str] = ()) -> List[str]:
+    """Loads the ViT of any supported checkpoint into an EfficientSAM image encoder (``prefix``: None
+    detects it); returns the keys left at initialisation.
+
+    A SAMI pretraining checkpoint (``backbone.``) loads as it is: its student's final ``norm``, which
+    the EfficientSAM encoder lacks (as the released one), is dropped, and the neck, which the student
+    lacks, keeps its initialisation when the checkpoint has none (the finetune trains it). Keys under
+    ``allow_missing`` may stay initialised; checkpoint keys under ``ignore_unexpected`` are dropped.
+    """
+    what = f'encoder weights from {source if isinstance(source, (str, os.PathLike)) else "a dict"}'
+    state = extract_state_dict(load_checkpoint(source), what=what)
+    prefix = find_vit_prefix(state) if prefix is None else prefix
+    inner = {k: v for k, v in state.items() if k.startswith(prefix)
+             and not k[len(prefix):].startswith(tuple(ignore_unexpected))}
+    if not inner:
+        raise ValueError(f'{what} has no keys under prefix {prefix!r}; its keys start like {sorted(state)[:5]}')
+    no_neck = () if any(k.startswith(prefix + 'neck.') for k in inner) else ('neck.',)
+    converted, initialised = vit_state_dict({'state_dict': inner}, encoder, prefix, (*allow_missing, *no_neck))
+    encoder.load_state_dict(converted, strict=False)
+    return initialised
+
+
 def vit_backbone_weights(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     """The ViT weights of any supported checkpoint under plain names, without SAM's neck (needs no
     model: for converters that only rewrite files)."""

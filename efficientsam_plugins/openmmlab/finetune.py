@@ -9,7 +9,10 @@ from mmengine.registry import MODELS
 from ..evaluation.dataset import ImageInfo, Instance
 from ..evaluation.promptable import PromptProtocol, evaluate_image
 from ..evaluation.segmenters import EfficientSamSegmenter
+from mmengine.logging import print_log
+
 from ..models.checkpoint import load_prefixed
+from ..models.convert import load_encoder_weights
 from ..models.efficient_sam import build_efficient_sam, resolve_config
 from ..models.efficient_sam.training import LOSS_WEIGHTS, efficient_sam_decoder, training_round
 
@@ -33,17 +36,22 @@ class EfficientSamFinetuner(BaseModel):
 
     ``checkpoint`` is a whole EfficientSAM checkpoint (official layout); ``encoder_init`` /
     ``decoder_init`` are ``dict(checkpoint=..., prefix=...)`` plus optional ``allow_missing`` /
-    ``ignore_unexpected`` key prefixes (see :func:`load_prefixed`) for the image encoder (a SAMI
-    checkpoint: ``prefix='backbone.'``; EfficientSAM: ``'image_encoder.'``) and for the prompt
-    encoder + mask decoder (``prefix=''``; None trains them from scratch). ``num_iterative_clicks``
-    and ``loss_weights`` go to :func:`training_round`; ``eval_protocol`` holds the
-    :class:`PromptProtocol` arguments of the validation/test mIoU.
+    ``ignore_unexpected`` key prefixes for the image encoder (:func:`load_encoder_weights`: a SAMI
+    run's checkpoint with ``prefix='backbone.'``, its final norm dropped and the neck trained from
+    scratch; EfficientSAM: ``'image_encoder.'``) and for the prompt encoder + mask decoder
+    (:func:`load_prefixed`, ``prefix=''``; None trains them from scratch). A model built with
+    ``negative_points`` keeps its new negative-click embedding initialised when a checkpoint lacks it.
+
+    ``num_iterative_clicks`` (None: as many as the decoder takes after a box when the decoder trains
+    from scratch or learns negative clicks, as SAM's recipe; else 0), negative clicks (when the model
+    has them) and ``loss_weights`` go to :func:`training_round`; ``eval_protocol`` holds the
+    :class:`PromptProtocol` arguments of the validation/test mIoU (default: the paper's clicks).
     """
 
     def __init__(self, model_config: Union[str, Mapping[str, Any]] = 'ti', checkpoint: Optional[str] = None,
                  encoder_init: Optional[Mapping[str, Any]] = None,
                  decoder_init: Optional[Mapping[str, Any]] = None, box_probability: float = 0.5,
-                 num_iterative_clicks: int = 0, loss_weights: Optional[Mapping[str, float]] = None,
+                 num_iterative_clicks: Optional[int] = None, loss_weights: Optional[Mapping[str, float]] = None,
                  eval_protocol: Optional[Mapping[str, Any]] = None,
                  data_preprocessor: Optional[Union[dict, torch.nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -52,6 +60,13 @@ class EfficientSamFinetuner(BaseModel):
         self.model_config = resolve_config(model_config)
         self.model = build_efficient_sam(self.model_config).train()
         max_clicks = self.model.decoder_max_num_input_points - 2
+        self.negative_clicks = self.model.prompt_encoder.supports_negative_points
+        if num_iterative_clicks is None:
+            from_scratch = checkpoint is None and decoder_init is None
+            num_iterative_clicks = max_clicks if from_scratch or self.negative_clicks else 0
+        if self.negative_clicks and num_iterative_clicks == 0:
+            raise ValueError('negative_points needs num_iterative_clicks >= 1: only iterative clicks on false '
+                             'positives train the negative-click embedding')
         if not 0 <= num_iterative_clicks <= max_clicks:
             raise ValueError(f'num_iterative_clicks must be in [0, {max_clicks}]: a box takes 2 of the '
                              f'decoder\'s {self.model.decoder_max_num_input_points} points')
@@ -69,18 +84,26 @@ class EfficientSamFinetuner(BaseModel):
         """Loads ``checkpoint``, then ``encoder_init`` and ``decoder_init`` (the runner calls this
         before training; a resumed run overwrites it with its own checkpoint)."""
         super().init_weights()
+        new_keys = ('negative_point_embeddings.',) if self.negative_clicks else ()
+        initialised = []
         if self.checkpoint:
-            load_prefixed(self.model, self.checkpoint, '', what='EfficientSAM')
+            initialised += load_prefixed(self.model, self.checkpoint, '', what='EfficientSAM',
+                                         allow_missing=tuple(f'prompt_encoder.{k}' for k in new_keys))
         if self.encoder_init:
             cfg = dict(self.encoder_init)
-            load_prefixed(self.model.image_encoder, cfg.pop('checkpoint'), cfg.pop('prefix', 'image_encoder.'),
-                          what='image encoder', **cfg)
+            initialised += [f'image_encoder.{k}' for k in load_encoder_weights(
+                self.model.image_encoder, cfg.pop('checkpoint'), cfg.pop('prefix', 'image_encoder.'), **cfg)]
         if self.decoder_init:
             cfg = dict(self.decoder_init)
             checkpoint, prefix = cfg.pop('checkpoint'), cfg.pop('prefix', '')
+            allow_missing = tuple(cfg.pop('allow_missing', ()))
             for part in ('prompt_encoder', 'mask_decoder'):
-                load_prefixed(getattr(self.model, part), checkpoint, f'{prefix}{part}.',
-                              what=part.replace('_', ' '), **cfg)
+                extra = new_keys if part == 'prompt_encoder' else ()
+                initialised += [f'{part}.{k}' for k in load_prefixed(
+                    getattr(self.model, part), checkpoint, f'{prefix}{part}.', (*allow_missing, *extra),
+                    what=part.replace('_', ' '), **cfg)]
+        if initialised:
+            print_log(f'EfficientSamFinetuner: initialised, not loaded: {", ".join(initialised)}', logger='current')
 
     def forward(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
                 data_samples: Optional[List[dict]] = None, mode: str = 'tensor'):
@@ -99,7 +122,7 @@ class EfficientSamFinetuner(BaseModel):
                              f'set the dataset\'s img_size to the model\'s')
         return training_round(efficient_sam_decoder(self.model, inputs), [s['gt_masks'] for s in data_samples],
                               size, self.box_probability, self.num_iterative_clicks, self.loss_weights,
-                              self.model.mask_threshold)
+                              self.model.mask_threshold, negative_clicks=self.negative_clicks)
 
     @torch.no_grad()
     def predict(self, inputs: Union[torch.Tensor, List[torch.Tensor]],

@@ -19,12 +19,13 @@ from .transformer import TwoWayTransformer
 PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)
 
-# Full-size settings of the released models; a config dict overrides any of them.
+# Full-size settings of the released models; a config dict overrides any of them. negative_points
+# adds the negative-click embedding the released models lack (label 0; trained by finetuning).
 DEFAULT_CONFIG: Dict[str, Any] = dict(
     img_size=1024, patch_size=16, embed_dim=192, depth=12, num_heads=3, mlp_ratio=4.0,
     neck_dims=[256, 256], dec_depth=2, dec_heads=8, dec_mlp_dim=2048, upscaling=[64, 32],
     num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256,
-    decoder_max_num_input_points=6)
+    decoder_max_num_input_points=6, negative_points=False)
 NAMED_CONFIGS: Dict[str, Dict[str, Any]] = {
     'ti': dict(embed_dim=192, num_heads=3),
     's': dict(embed_dim=384, num_heads=6),
@@ -62,7 +63,8 @@ class EfficientSam(nn.Module):
                       batched_point_labels: torch.Tensor, multimask_output: bool, input_h: int,
                       input_w: int, output_h: int = -1, output_w: int = -1) -> Tuple[torch.Tensor, torch.Tensor]:
         """The decoder alone: ``[B, C, h, w]`` embeddings, ``[B, Q, N, 2]`` (x, y) pixels of the
-        ``input_h x input_w`` image and ``[B, Q, N]`` labels (1 point, 2/3 box corners, -1 padding) to
+        ``input_h x input_w`` image and ``[B, Q, N]`` labels (1 point, 2/3 box corners, -1 padding, 0
+        negative point with ``negative_points``) to
         ``(logits [B, Q, M, 4h, 4w], iou_predictions [B, Q, M])``, logits upsampled (bicubic) to
         ``output_h x output_w`` when those are positive."""
         if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
@@ -123,6 +125,10 @@ def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
     merged = {**DEFAULT_CONFIG, **{k: v for k, v in config.items() if k in DEFAULT_CONFIG}}
     for key, value in merged.items():  # a ValueError naming the key, not a TypeError deep in a constructor
         default = DEFAULT_CONFIG[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f'EfficientSAM config {key} must be true or false, got {value!r}')
+            continue
         kinds = (int, float) if isinstance(default, float) else int
         items = [value] if not isinstance(default, list) else list(value) if isinstance(value, (list, tuple)) else []
         if not (items and all(isinstance(v, kinds) and not isinstance(v, bool) and v > 0 for v in items)):
@@ -144,7 +150,8 @@ def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
     grid = cfg['img_size'] // cfg['patch_size']
     model = EfficientSam(
         image_encoder=encoder,
-        prompt_encoder=PromptEncoder(embed_dim, (grid, grid), (cfg['img_size'], cfg['img_size'])),
+        prompt_encoder=PromptEncoder(embed_dim, (grid, grid), (cfg['img_size'], cfg['img_size']),
+                                     negative_points=cfg['negative_points']),
         decoder_max_num_input_points=cfg['decoder_max_num_input_points'],
         mask_decoder=MaskDecoder(
             transformer_dim=embed_dim,

@@ -9,7 +9,8 @@ from .efficient_sam import EfficientSam, build_efficient_sam
 
 class EfficientSamPredictor(Predictor):
     """Embeds the image once in :meth:`set_image`; all queries of a :meth:`predict` call share that
-    embedding (it is never copied per query) and are decoded in chunks of ``max_queries_per_batch``."""
+    embedding (it is never copied per query) and are decoded in chunks of ``max_queries_per_batch``.
+    Negative clicks (label 0) are accepted when the model was built with ``negative_points``."""
 
     model_name = 'EfficientSAM'
 
@@ -18,6 +19,7 @@ class EfficientSamPredictor(Predictor):
         self.model = model.eval()
         self.mask_threshold = model.mask_threshold
         self.max_points_per_query = model.decoder_max_num_input_points
+        self.supports_negative_points = model.prompt_encoder.supports_negative_points
         self.image_embedding: Optional[torch.Tensor] = None
 
     @classmethod

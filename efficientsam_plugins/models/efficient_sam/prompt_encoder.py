@@ -2,7 +2,9 @@
 
 Unlike SAM it has no mask input and no dense embedding; a box is two points labelled 2 (top-left)
 and 3 (bottom-right), and padding points (label -1) keep their positional code plus a learned
-"invalid" embedding, exactly as the released model was trained.
+"invalid" embedding, exactly as the released model was trained. The released model has no
+negative-click embedding; ``negative_points=True`` adds one (label 0, its own
+``negative_point_embeddings`` table, so the released keys and graph stay as they are without it).
 """
 import math
 from typing import Tuple
@@ -10,7 +12,7 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 
-from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, LABEL_POINT
+from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
 
 
 class PositionEmbeddingRandom(nn.Module):
@@ -42,10 +44,11 @@ class PositionEmbeddingRandom(nn.Module):
 
 
 class PromptEncoder(nn.Module):
-    """Sparse prompt embeddings of ``[B, N, 2]`` points with ``[B, N]`` labels (-1, 1, 2, 3)."""
+    """Sparse prompt embeddings of ``[B, N, 2]`` points with ``[B, N]`` labels (-1, 1, 2, 3; 0 with
+    ``negative_points``)."""
 
     def __init__(self, embed_dim: int, image_embedding_size: Tuple[int, int],
-                 input_image_size: Tuple[int, int]) -> None:
+                 input_image_size: Tuple[int, int], negative_points: bool = False) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.input_image_size = input_image_size
@@ -55,6 +58,11 @@ class PromptEncoder(nn.Module):
         self.point_embeddings = nn.Embedding(1, embed_dim)
         self.bbox_top_left_embeddings = nn.Embedding(1, embed_dim)
         self.bbox_bottom_right_embeddings = nn.Embedding(1, embed_dim)
+        self.negative_point_embeddings = nn.Embedding(1, embed_dim) if negative_points else None
+
+    @property
+    def supports_negative_points(self) -> bool:
+        return self.negative_point_embeddings is not None
 
     def get_dense_pe(self) -> torch.Tensor:
         """Positional code of the image-embedding grid, ``[1, C, h, w]``."""
@@ -64,9 +72,11 @@ class PromptEncoder(nn.Module):
         """Points in input-image pixels (the model's square input) to ``[B, N, C]`` embeddings."""
         embedding = self.pe_layer.forward_with_coords(coords + 0.5, self.input_image_size)
         labels = labels[..., None]
-        for label, table in ((LABEL_PADDING, self.invalid_points),
-                             (LABEL_POINT, self.point_embeddings),
-                             (LABEL_BOX_TOP_LEFT, self.bbox_top_left_embeddings),
-                             (LABEL_BOX_BOTTOM_RIGHT, self.bbox_bottom_right_embeddings)):
+        tables = [(LABEL_PADDING, self.invalid_points), (LABEL_POINT, self.point_embeddings),
+                  (LABEL_BOX_TOP_LEFT, self.bbox_top_left_embeddings),
+                  (LABEL_BOX_BOTTOM_RIGHT, self.bbox_bottom_right_embeddings)]
+        if self.negative_point_embeddings is not None:
+            tables.append((LABEL_NEGATIVE, self.negative_point_embeddings))
+        for label, table in tables:
             embedding = embedding + table.weight[0] * (labels == label)
         return embedding

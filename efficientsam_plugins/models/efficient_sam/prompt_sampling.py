@@ -4,14 +4,15 @@ Masks are at the decoder's output resolution, prompts in the model's input pixel
 a point in low-resolution cell ``c`` is a uniform input pixel of that cell, so it lies inside the
 mask the loss sees. Each query is, with equal probability, a point uniform over the mask or its
 tight box with each coordinate shifted by N(0, (10% of the side)^2), capped at 20 pixels of a 1024
-input. Iterative clicks are positive points uniform over the previous false negatives (SAM's
-negative clicks have no embedding in EfficientSAM, so those rounds add padding).
+input. Iterative clicks are uniform over the previous error region, positive on a false negative
+and negative on a false positive, as SAM's; a model without the negative-click embedding (the
+released EfficientSAM) gets positive clicks uniform over the false negatives only.
 """
 from typing import Optional, Tuple
 
 import torch
 
-from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, LABEL_POINT
+from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
 
 REFERENCE_IMG_SIZE = 1024
 
@@ -74,11 +75,18 @@ def sample_prompts(masks: torch.Tensor, img_size: int, box_probability: float = 
 
 
 def sample_error_clicks(predictions: torch.Tensor, masks: torch.Tensor, img_size: int,
-                        generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Next positive click per query, uniform over its false-negative region: bool ``[Q, h, w]``
-    prediction and ground truth to ``([Q, 1, 2] points, [Q, 1] labels)``, padding where none is missed."""
+                        generator: Optional[torch.Generator] = None,
+                        negative: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Next click per query: bool ``[Q, h, w]`` prediction and ground truth to ``([Q, 1, 2] points,
+    [Q, 1] labels)``, uniform over the false negatives (label 1) or, with ``negative``, over the whole
+    error region (label 0 where it falls on a false positive); padding where there is no such region."""
     missed = masks & ~predictions
-    points, valid = sample_points_in_masks(missed, img_size // masks.shape[-1], generator)
+    region = missed | (predictions & ~masks) if negative else missed
+    scale = img_size // masks.shape[-1]
+    points, valid = sample_points_in_masks(region, scale, generator)
+    cells = (points // scale).long()
+    on_missed = missed[torch.arange(len(points), device=points.device), cells[:, 1], cells[:, 0]]
     points = torch.where(valid[:, None], points, torch.full_like(points, -1.0))
-    labels = torch.where(valid, float(LABEL_POINT), float(LABEL_PADDING))
+    labels = torch.where(on_missed, float(LABEL_POINT), float(LABEL_NEGATIVE))
+    labels = torch.where(valid, labels, float(LABEL_PADDING))
     return points[:, None], labels[:, None]

@@ -1,6 +1,6 @@
 """SAM's training round as a plain function (pure torch): prompts sampled from the ground truth,
-``num_iterative_clicks`` extra rounds each adding a click in the missed region, the best-of-3 loss of
-every round averaged. The model enters only through ``decode``, so EfficientSAM (image embedded
+``num_iterative_clicks`` extra rounds each adding a click in the error region (negative on false
+positives with ``negative_clicks``), the best-of-3 loss of every round averaged. The model enters only through ``decode``, so EfficientSAM (image embedded
 once, :func:`efficient_sam_decoder`) and SqueezeSAM (whole network per query) share it.
 """
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -34,7 +34,8 @@ def efficient_sam_decoder(model: EfficientSam, images: torch.Tensor) -> Decoder:
 def training_round(decode: Decoder, masks: Sequence[torch.Tensor], img_size: int,
                    box_probability: float = 0.5, num_iterative_clicks: int = 0,
                    loss_weights: Mapping[str, float] = LOSS_WEIGHTS, mask_threshold: float = 0.0,
-                   generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+                   generator: Optional[torch.Generator] = None,
+                   negative_clicks: bool = False) -> Dict[str, torch.Tensor]:
     """The :func:`sam_loss` terms of one training step, averaged over its rounds; ``masks`` are per
     image bool ``[Q_b, h, w]`` at the decoder's output resolution, prompts in ``img_size`` pixels."""
     points, labels = map(list, zip(*(sample_prompts(m, img_size, box_probability, generator) for m in masks)))
@@ -55,7 +56,8 @@ def training_round(decode: Decoder, masks: Sequence[torch.Tensor], img_size: int
                 best = iou.argmax(1)
                 predictions = logits[torch.arange(best.numel()), best] >= mask_threshold
             for b, predicted in enumerate(predictions.split([len(m) for m in masks])):
-                new_points, new_labels = sample_error_clicks(predicted, masks[b], img_size, generator)
+                new_points, new_labels = sample_error_clicks(predicted, masks[b], img_size, generator,
+                                                             negative_clicks)
                 points[b] = torch.cat([points[b], new_points], 1)
                 labels[b] = torch.cat([labels[b], new_labels], 1)
     return totals
