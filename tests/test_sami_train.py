@@ -137,7 +137,9 @@ def test_cached_targets_extraction_resume_same_view_and_training(teacher_ckpt, t
 
     cache = str(tmp_path / 'cache')
     extract = load_tool('extract_teacher_features')
-    argv = [SMOKE, '--out', cache, '--num-workers', '0', '--batch-size', '2',
+    # at the student's 64 px (not the teacher's native 256) the whole-image view's cached target
+    # is the online one; tests/test_sami_targets.py covers crops of native-resolution caches
+    argv = [SMOKE, '--out', cache, '--num-workers', '0', '--batch-size', '2', '--image-size', '64',
             '--records-per-shard', '2', '--verify', '--cfg-options',
             *common_options(teacher_ckpt, COCO_MINI)]
     extract.main(argv)

@@ -5,8 +5,13 @@
         [--amp] [--verify] [--cfg-options ...] [--launcher none|pytorch]
     torchrun --nproc_per_node N tools/extract_teacher_features.py CONFIG --out DIR --launcher pytorch
 
-Train from the cache with ``model.teacher_mode='cached'`` and ``LoadSAMITeacherTarget``. A rerun
-resumes; ``--verify`` re-hashes every shard (exit status 1 if one is corrupt). The work is done by
+Whole images go to the teacher at ``--image-size`` (default: the teacher's fixed resolution, else
+its native input, 1024 for SAM: 64x64 maps, so the smallest random-resized crop keeps sharp
+targets); ``--map-size`` pools the stored maps to fewer cells (less disk). The map size, its disk
+cost (per image, this dataset, ImageNet-1K) and the smallest crop's coverage are printed before
+extraction starts. Train from the cache with ``model.teacher_mode='cached'`` and
+``LoadSAMITeacherTarget``. A rerun resumes; ``--verify`` re-hashes every shard (exit status 1 if
+one is corrupt). The work is done by
 :func:`efficientsam_plugins.openmmlab.extract.extract_teacher_features`.
 """
 import argparse
@@ -25,8 +30,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Cache a SAMI teacher\'s features of a dataset')
     parser.add_argument('config', help='SAMI config (its model.target_generator and training data)')
     parser.add_argument('--out', required=True, help='cache directory (created or resumed)')
-    parser.add_argument('--image-size', type=positive_int, help='whole-image input size (default: student img_size)')
-    parser.add_argument('--map-size', type=positive_int, help='store maps resampled to this grid (default: native)')
+    parser.add_argument('--image-size', type=positive_int,
+                        help="whole-image input size (default: the teacher's resolution, else its native size)")
+    parser.add_argument('--map-size', type=positive_int,
+                        help="store maps pooled to this grid (default: the teacher's own grid)")
     parser.add_argument('--batch-size', type=positive_int, default=16)
     parser.add_argument('--num-workers', type=non_negative_int, default=4)
     parser.add_argument('--records-per-shard', type=positive_int, default=256)

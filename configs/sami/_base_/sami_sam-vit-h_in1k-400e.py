@@ -21,8 +21,10 @@ model = dict(
         in_channels=512,
         out_channels=256,
         loss=dict(type='SAMIReconstructionLoss', criterion='mse')),
-    # The official sam_vit_h_4b8939.pth (a zoo name or a path); the teacher runs at the student's
-    # resolution. resolution=1024 runs it at SAM's native size and resamples to the 14x14 grid.
+    # The official sam_vit_h_4b8939.pth (a zoo name or a path). The paper does not state the
+    # teacher's input size; this default runs it on the student's 224 views (a 14x14 map, the
+    # student's grid, ~21x cheaper than 1024). ../sami_vit-*_sam-vit-h-1024px_in1k-400e.py run it at
+    # SAM's native 1024 and pool its 64x64 map to the 14x14 grid.
     target_generator=dict(
         type='SAMTeacher', arch='vit_h', checkpoint='sam_vit_h', resolution='student', layer='neck'))
 

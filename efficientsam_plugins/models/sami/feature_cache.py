@@ -2,7 +2,8 @@
 
 Layout of a cache directory::
 
-    meta.json                              format, teacher description, image size, image root
+    meta.json                              format, teacher description, whole-image size, stored
+                                           map size, image root
     shards/<rank>-<run>-<n>.safetensors    fp16 maps keyed by image key
     shards/<rank>-<run>-<n>.json           index: the shard's keys, size and sha256; written last,
                                            so its presence marks a complete shard
@@ -25,7 +26,9 @@ from safetensors.torch import save_file
 
 from ...fileio import atomic_write, atomic_write_json
 
-FORMAT = 'efficientsam_plugins/teacher-feature-cache/v2'
+# v3: maps at the teacher's native resolution by default (v2 stored the student's 14x14 grid, which
+# small crops upsample) and meta.json records the stored map size.
+FORMAT = 'efficientsam_plugins/teacher-feature-cache/v3'
 META_FILE = 'meta.json'
 SHARD_DIR = 'shards'
 _RERUN = 'run tools/extract_teacher_features.py again: it resumes and recomputes missing shards'
@@ -63,7 +66,9 @@ def read_meta(root: str) -> Dict[str, Any]:
     except (OSError, ValueError) as err:
         raise FeatureCacheError(f'{path} is unreadable ({err})') from err
     if meta.get('format') != FORMAT:
-        raise FeatureCacheError(f'{path} has format {meta.get("format")!r}, expected {FORMAT!r}')
+        raise FeatureCacheError(f'{path} has format {meta.get("format")!r}, expected {FORMAT!r}: '
+                                f'extract the cache again into a new folder with '
+                                f'tools/extract_teacher_features.py')
     return meta
 
 

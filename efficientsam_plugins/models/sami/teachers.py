@@ -2,7 +2,7 @@
 
 A teacher maps the student's (normalised) images ``[B, 3, H, W]`` to target features
 ``[B, C, h, w]`` on the student's token grid, running at the student's resolution (position
-embeddings interpolated) or at a fixed one such as SAM's 1024, its output then resampled to the
+embeddings interpolated) or at a fixed one such as SAM's native 1024, its output then pooled to the
 student's grid exactly as cached maps are cut (:mod:`.views`).
 
 Teachers are frozen: no gradients, always in eval mode, ``init_weights`` leaves them alone. Held by
@@ -59,14 +59,18 @@ def load_image_encoder(module: nn.Module, path: str, what: str) -> None:
 
 
 class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
-    """Base class: subclasses build their encoder, set ``out_channels`` and implement ``encode``.
+    """Base class: subclasses build their encoder, set ``out_channels``, ``patch_size`` and
+    ``native_size`` (the input side the encoder was trained at) and implement ``encode``.
 
     ``resolution='student'`` runs the encoder on the student's images as they are; an int resizes
-    them (bilinear) to that square size first, e.g. 1024 for SAM's native grid. ``layer`` is
-    ``'neck'`` (256-d SAM neck output) or ``'last_block'`` (the last ViT block).
+    them (bilinear) to that square size first, e.g. 1024 for SAM's native 64x64 grid, whose map is
+    then pooled to the student's grid. ``layer`` is ``'neck'`` (256-d SAM neck output) or
+    ``'last_block'`` (the last ViT block).
     """
 
     out_channels: int
+    patch_size: int
+    native_size: int
 
     def __init__(self, resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
         super().__init__()
@@ -79,6 +83,10 @@ class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Target map ``[B, C, h, w]`` of images already at the teacher's input size."""
+
+    def input_size(self, image_size: int) -> int:
+        """The side at which the encoder sees an ``image_size`` input."""
+        return image_size if self.resolution == 'student' else self.resolution
 
     def freeze(self) -> 'FrozenTeacher':
         return self.requires_grad_(False).train(False)
@@ -142,6 +150,7 @@ class SAMTeacher(FrozenTeacher):
             norm_layer=functools.partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True, rel_pos_zero_init=True,
             window_size=spec['window_size'], global_attn_indexes=tuple(spec['global_attn_indexes']))
         self.out_channels = spec['out_chans'] if layer == 'neck' else spec['embed_dim']
+        self.patch_size, self.native_size = spec['patch_size'], spec['img_size']
         if self.checkpoint is not None:
             load_image_encoder(self.encoder, self.checkpoint, f'{what} checkpoint {self.checkpoint} (expected {expected})')
         self.freeze()
@@ -177,6 +186,7 @@ class EncoderTeacher(FrozenTeacher):
                              "layer='last_block' for a plain ViT")
         self.encoder = encoder
         self.out_channels = encoder.out_channels if layer == 'neck' else encoder.embed_dim
+        self.patch_size, self.native_size = encoder.patch_size, encoder.img_size
         self.freeze()
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
