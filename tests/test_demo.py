@@ -24,6 +24,17 @@ def test_demo_without_weights_says_so_and_writes_overlay(tmp_path):
         assert image.size == (2 * 640, 427)
 
 
+def test_demo_squeezesam_without_weights_says_so(tmp_path):
+    output = tmp_path / 'overlay.png'
+    result = run_demo('--model', 'squeezesam', '--output', str(output),
+                      env={'EFFICIENTSAM_OFFLINE': '1', 'EFFICIENTSAM_HOME': str(tmp_path / 'cache')})
+    assert result.returncode == 0, result.stderr
+    assert 'never published' in result.stderr and 'RANDOM weights' in result.stderr
+    assert '--checkpoint squeeze_sam.pt' in result.stderr and 'meaningless' in result.stdout
+    with Image.open(output) as image:
+        assert image.size == (2 * 640, 427)
+
+
 def test_demo_with_checkpoint_and_custom_prompts(tmp_path, official_vitt_checkpoint):
     output = tmp_path / 'dogs.png'
     result = run_demo('--image', os.path.join(EFFICIENTSAM_TINY, 'dogs.png'), '--checkpoint', official_vitt_checkpoint,

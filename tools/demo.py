@@ -3,11 +3,13 @@
     python tools/demo.py                                   # bundled image, default prompts
     python tools/demo.py --checkpoint efficient_sam_vitt.pt
     python tools/demo.py --image my.jpg --box 10 20 200 300 --point 100 150 --output out.png
+    python tools/demo.py --model squeezesam --checkpoint squeeze_sam.pt
 
 Without ``--checkpoint`` the demo fetches the released weights from the model zoo (verified, cached
-in ``$EFFICIENTSAM_HOME``). Where that is impossible (no network, ``EFFICIENTSAM_OFFLINE=1``) or
-with ``--random-weights`` it runs end to end on random weights and says plainly that the masks
-are meaningless.
+in ``$EFFICIENTSAM_HOME``). Where that is impossible (no network, ``EFFICIENTSAM_OFFLINE=1``; always
+for SqueezeSAM, whose weights were never published, unless a user manifest adds them) or with
+``--random-weights`` it runs end to end on random weights and says plainly that the masks are
+meaningless.
 """
 import argparse
 import os
@@ -20,6 +22,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from efficientsam_plugins.cli import run_tool, torch_device  # noqa: E402
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor  # noqa: E402
+from efficientsam_plugins.models.squeeze_sam import SqueezeSamPredictor  # noqa: E402
 from efficientsam_plugins.zoo import ZooError, entry_for, get_checkpoint  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
@@ -27,6 +30,10 @@ DEFAULT_IMAGE = os.path.join(REPO, 'data', 'coco_mini', 'val2017', '000000002149
 DEFAULT_BOX = (96.0, 94.0, 340.0, 326.0)  # the apple of the bundled image (COCO annotation)
 DEFAULT_POINT = (218.0, 210.0)
 COLORS = {'box': (30, 144, 255), 'point': (255, 64, 64)}
+# --model: (zoo family, config, predictor, a checkpoint file name for the warning)
+MODELS = {'ti': ('efficientsam', 'ti', EfficientSamPredictor, 'efficient_sam_vitt.pt'),
+          's': ('efficientsam', 's', EfficientSamPredictor, 'efficient_sam_vits.pt'),
+          'squeezesam': ('squeezesam', 'base', SqueezeSamPredictor, 'squeeze_sam.pt')}
 
 
 def check_output(path: str) -> None:
@@ -48,8 +55,9 @@ def check_output(path: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--image', default=DEFAULT_IMAGE, help='RGB image (default: bundled COCO image)')
-    parser.add_argument('--model', default='ti', choices=['ti', 's'], help='EfficientSAM variant')
-    parser.add_argument('--checkpoint', help='EfficientSAM checkpoint: path, URL or zoo://NAME '
+    parser.add_argument('--model', default='ti', choices=list(MODELS),
+                        help='EfficientSAM variant (ti, s) or squeezesam')
+    parser.add_argument('--checkpoint', help='checkpoint of --model: path, URL or zoo://NAME '
                         '(default: the released weights from the model zoo)')
     parser.add_argument('--random-weights', action='store_true', help='skip the download, random weights')
     parser.add_argument('--box', type=float, nargs=4, metavar=('X1', 'Y1', 'X2', 'Y2'))
@@ -70,20 +78,23 @@ def main(argv=None) -> int:
     point = args.point or (DEFAULT_POINT if default_image else None)
     if box is None and point is None:
         raise ValueError('give --box and/or --point for your own image')
+    family, config, predictor_class, example_file = MODELS[args.model]
     checkpoint = args.checkpoint
     if checkpoint is None and not args.random_weights:
         try:
-            checkpoint = get_checkpoint(entry_for('efficientsam', args.model).name)
+            checkpoint = get_checkpoint(entry_for(family, config).name)
         except ZooError as err:
-            print(f'could not get the released weights: {err}', file=sys.stderr)
+            never = " (SqueezeSAM's weights were never published)" if family == 'squeezesam' else ''
+            print(f'could not get the released weights: {err}{never}', file=sys.stderr)
     if checkpoint is None:
-        print('WARNING: running with RANDOM weights, so the masks below are meaningless; pass '
-              '--checkpoint efficient_sam_vitt.pt (or connect to the network) for real masks.',
-              file=sys.stderr)
-    predictor = EfficientSamPredictor.from_pretrained(args.model, checkpoint, args.device)
+        network = '' if family == 'squeezesam' else ' (or connect to the network)'
+        print(f'WARNING: running with RANDOM weights, so the masks below are meaningless; pass '
+              f'--checkpoint {example_file}{network} for real masks.', file=sys.stderr)
+    predictor = predictor_class.from_pretrained(config, checkpoint, args.device)
     start = time.perf_counter()
     predictor.set_image(image)
-    print(f'image {image.shape[1]}x{image.shape[0]} embedded in {time.perf_counter() - start:.2f}s')
+    done = 'embedded' if family == 'efficientsam' else 'resized (SqueezeSAM runs per prompt)'
+    print(f'image {image.shape[1]}x{image.shape[0]} {done} in {time.perf_counter() - start:.2f}s')
     panels = []
     prompts = [('box', dict(boxes=[box]))] if box else []
     prompts += [('point', dict(points=[point]))] if point else []

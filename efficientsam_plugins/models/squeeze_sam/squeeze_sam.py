@@ -1,0 +1,153 @@
+"""SqueezeSAM (Varadarajan et al., "SqueezeSAM: User-Friendly Mobile Interactive Segmentation",
+arXiv 2312.06736): a UNet with a small two-way transformer at its coarsest level, BatchNorm
+instead of LayerNorm, and the user's prompts fused into the input image.
+
+Keeps the official module names (checkpoints of the official ``build_squeeze_sam_base`` load
+strictly) and call: ``forward(images, points, labels) -> (logits [B, Q, 3, H, W], iou [B, Q, 3])``.
+Unlike EfficientSAM nothing is shared between queries: each query's prompts change the input, so
+the whole network runs once per query.
+"""
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..checkpoint import CheckpointSource, extract_state_dict, load_checkpoint, load_state_dict_strict
+from .bottom_transformer import BottomTransformer
+from .early_fusion import EarlyFusion
+from .mask_head import MaskHead
+from .unet_decoder import UnetDecoder
+from .unet_encoder import PatchEmbed, UnetEncoder
+
+# The official build_squeeze_sam_base (its constructor's argument names) and this project's
+# options, which default to the official input.
+BASE_CONFIG: Dict[str, Any] = dict(
+    encoder_image_size=512, encoder_patch_size=2, encoder_patch_embed_dim=64,
+    encoder_unet_conv_dims=[64, 128, 128, 128, 128, 164, 256, 256], decoder_transformer_depth=2,
+    decoder_transformer_mlp_dim=256, decoder_num_heads=8, num_multimask_outputs=3, iou_head_depth=2,
+    iou_head_hidden_dim=256, negative_click_channel=False, previous_mask_channel=False)
+_CONFIG_NAMES = ('base', 'squeezesam', 'squeeze_sam')
+_FLAGS = ('negative_click_channel', 'previous_mask_channel')
+
+
+class SqueezeSam(nn.Module):
+    """Promptable segmentation model; images are float ``[B, 3, H, W]`` RGB in [0, 1].
+
+    ``negative_click_channel`` / ``previous_mask_channel`` add input channels (label-0 clicks; the
+    previous prediction) that the official model lacks; with them off (the default) label-0 points
+    are ignored as upstream ignores them.
+    """
+
+    mask_threshold: float = 0.0
+    image_format: str = 'RGB'
+
+    def __init__(self, encoder_image_size: int, encoder_patch_size: int, encoder_patch_embed_dim: int,
+                 encoder_unet_conv_dims, decoder_transformer_depth: int, decoder_transformer_mlp_dim: int,
+                 decoder_num_heads: int, num_multimask_outputs: int, iou_head_depth: int,
+                 iou_head_hidden_dim: int, negative_click_channel: bool = False,
+                 previous_mask_channel: bool = False) -> None:
+        super().__init__()
+        dims = list(encoder_unet_conv_dims)
+        self.early_fusion = EarlyFusion(encoder_image_size, negative_click_channel=negative_click_channel,
+                                        previous_mask_channel=previous_mask_channel)
+        self.patch_embed = PatchEmbed(encoder_patch_size, 3 + self.early_fusion.num_prompt_channels,
+                                      encoder_patch_embed_dim)
+        self.unet_encoder = UnetEncoder(encoder_patch_embed_dim, dims)
+        self.get_iou_predictions_and_mask_tokens = BottomTransformer(
+            dims[-1], decoder_transformer_depth, decoder_num_heads, decoder_transformer_mlp_dim,
+            num_multimask_outputs)
+        self.unet_decoder = UnetDecoder(dims)
+        self.mask_decoder = MaskHead(dims[-1], dims[0], num_multimask_outputs, iou_head_depth,
+                                     iou_head_hidden_dim)
+
+    @property
+    def img_size(self) -> int:
+        return self.early_fusion.image_size
+
+    @property
+    def negative_click_channel(self) -> bool:
+        return self.early_fusion.negative_click_channel
+
+    @property
+    def previous_mask_channel(self) -> bool:
+        return self.early_fusion.previous_mask_channel
+
+    def preprocess(self, batched_images: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` in [0, 1] to the resized, normalised ``[B, 3, S, S]`` network image."""
+        if batched_images.ndim != 4 or batched_images.shape[1] != 3:
+            raise ValueError(f'batched_images must be [B, 3, H, W], got {tuple(batched_images.shape)}')
+        return self.early_fusion.preprocess(batched_images)
+
+    def predict_masks(self, images: torch.Tensor, batched_points: torch.Tensor,
+                      batched_point_labels: torch.Tensor, input_h: int, input_w: int,
+                      previous_masks: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Preprocessed ``[B, 3, S, S]`` images (:meth:`preprocess`), ``[B, Q, N, 2]`` (x, y) pixels of
+        the ``input_h x input_w`` originals and ``[B, Q, N]`` labels (1 point, 2/3 box corners, -1
+        padding; 0 negative) to (low-res logits ``[B, Q, M, S/p, S/p]``, IoU ``[B, Q, M]``)."""
+        if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
+            raise ValueError(f'batched_points must be [B, Q, N, 2], got {tuple(batched_points.shape)}')
+        if batched_point_labels.shape != batched_points.shape[:3]:
+            raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
+                             f'got {tuple(batched_point_labels.shape)}')
+        if images.shape[0] != batched_points.shape[0]:
+            raise ValueError(f'{images.shape[0]} images for prompts of {batched_points.shape[0]} images')
+        b, nq = batched_points.shape[:2]
+        fused = self.early_fusion(images, batched_points, batched_point_labels, input_h, input_w, previous_masks)
+        features = self.unet_encoder(self.patch_embed(fused))
+        iou_token, mask_tokens, bottom = self.get_iou_predictions_and_mask_tokens(features[-1])
+        top = self.unet_decoder(features[:-1], bottom)
+        masks, iou = self.mask_decoder(mask_tokens, iou_token, top)
+        return masks.view(b, nq, *masks.shape[1:]), iou.view(b, nq, -1)
+
+    def forward(self, batched_images: torch.Tensor, batched_points: torch.Tensor,
+                batched_point_labels: torch.Tensor, scale_to_original_image_size: bool = True,
+                previous_masks: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Images and prompts to (mask logits ``[B, Q, M, H, W]``, bicubic from the low-res ones
+        unless ``scale_to_original_image_size=False``, and IoU predictions ``[B, Q, M]``)."""
+        input_h, input_w = batched_images.shape[-2:]
+        logits, iou = self.predict_masks(self.preprocess(batched_images), batched_points, batched_point_labels,
+                                         input_h, input_w, previous_masks)
+        if scale_to_original_image_size:
+            logits = F.interpolate(logits.flatten(0, 1), (input_h, input_w), mode='bicubic').view(
+                *logits.shape[:3], input_h, input_w)
+        return logits, iou
+
+
+def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
+    """A full architecture config from ``'base'`` or a dict of the official constructor's
+    arguments (plus ``negative_click_channel`` / ``previous_mask_channel``)."""
+    if isinstance(config, str):
+        if config.lower() not in _CONFIG_NAMES:
+            raise ValueError(f"unknown SqueezeSAM config {config!r}; expected 'base' or a dict")
+        return dict(BASE_CONFIG)
+    unknown = set(config) - set(BASE_CONFIG)
+    if unknown:
+        raise ValueError(f'unknown SqueezeSAM config keys {sorted(unknown)}; known keys: {sorted(BASE_CONFIG)}')
+    merged = {**BASE_CONFIG, **config}
+    for key, value in merged.items():
+        if key in _FLAGS:
+            if not isinstance(value, bool):
+                raise ValueError(f'SqueezeSAM config {key} must be true or false, got {value!r}')
+            continue
+        items = list(value) if key == 'encoder_unet_conv_dims' and isinstance(value, (list, tuple)) else [value]
+        if not (items and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items)):
+            what = 'a non-empty list of positive integers' if key == 'encoder_unet_conv_dims' else 'a positive integer'
+            raise ValueError(f'SqueezeSAM config {key} must be {what}, got {value!r}')
+    levels = len(merged['encoder_unet_conv_dims'])
+    grid = merged['encoder_image_size'] // merged['encoder_patch_size']
+    if grid < 2 ** (levels - 1):
+        raise ValueError(f'SqueezeSAM config: {levels} UNet levels halve the {grid}x{grid} patch grid '
+                         f'{levels - 1} times; use a larger encoder_image_size or fewer encoder_unet_conv_dims')
+    return merged
+
+
+def build_squeeze_sam(config: Union[str, Mapping[str, Any]] = 'base',
+                      checkpoint: Optional[CheckpointSource] = None) -> SqueezeSam:
+    """SqueezeSAM in eval mode, ``checkpoint`` (a path, a URL, a ``zoo://`` name or a loaded
+    ``{"model": state_dict}`` with the official key names) loaded strictly when given."""
+    model = SqueezeSam(**resolve_config(config))
+    if checkpoint is not None:
+        what = 'checkpoint' if isinstance(checkpoint, Mapping) else f'checkpoint {checkpoint}'
+        load_state_dict_strict(model, extract_state_dict(load_checkpoint(checkpoint)), f'SqueezeSAM {what}')
+    return model.eval()
