@@ -235,8 +235,7 @@ def test_decoder_traced_with_one_query_holds_for_many(predictor):
 
 def test_precision_option_runs_the_model_under_autocast_and_returns_float32():
     model = build_efficient_sam(TINY)
-    reference, low_precision = EfficientSamPredictor(model), EfficientSamPredictor(model)
-    low_precision.precision = 'bf16'
+    reference, low_precision = EfficientSamPredictor(model), EfficientSamPredictor(model, precision='bf16')
     image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     outputs = []
     for pred in (reference, low_precision):

@@ -14,8 +14,9 @@ class EfficientSamPredictor(Predictor):
 
     model_name = 'EfficientSAM'
 
-    def __init__(self, model: EfficientSam, max_queries_per_batch: int = 64) -> None:
-        super().__init__(max_queries_per_batch)
+    def __init__(self, model: EfficientSam, max_queries_per_batch: int = 64,
+                 precision: str = 'fp32') -> None:
+        super().__init__(max_queries_per_batch, precision)
         self.model = model.eval()
         self.mask_threshold = model.mask_threshold
         self.max_points_per_query = model.decoder_max_num_input_points

@@ -23,8 +23,9 @@ class SqueezeSamPredictor(Predictor):
 
     model_name = 'SqueezeSAM'
 
-    def __init__(self, model: SqueezeSam, max_queries_per_batch: int = 8) -> None:
-        super().__init__(max_queries_per_batch)
+    def __init__(self, model: SqueezeSam, max_queries_per_batch: int = 8,
+                 precision: str = 'fp32') -> None:
+        super().__init__(max_queries_per_batch, precision)
         self.model = model.eval()
         self.mask_threshold = model.mask_threshold
         self.supports_negative_points = model.negative_click_channel
