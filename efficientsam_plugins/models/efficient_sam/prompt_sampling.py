@@ -57,16 +57,22 @@ def jitter_boxes(boxes: torch.Tensor, img_size: int, std_fraction: float = 0.1,
 
 
 def sample_prompts(masks: torch.Tensor, img_size: int, box_probability: float = 0.5,
-                   generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                   generator: Optional[torch.Generator] = None,
+                   click_masks: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """A box or one point per non-empty mask: (``[Q, 2, 2]`` input pixels, ``[Q, 2]`` labels); point
-    queries carry a padding point (label -1, which the model pads with anyway) to share the tensor."""
-    if not masks.flatten(1).any(1).all():
+    queries carry a padding point (label -1, which the model pads with anyway) to share the tensor.
+    ``click_masks`` (default ``masks``) is where the points are sampled: one part of a merged
+    whole-object target, whose box stays the target's."""
+    click_masks = masks if click_masks is None else click_masks
+    if click_masks.shape != masks.shape:
+        raise ValueError(f'click_masks {tuple(click_masks.shape)} must match masks {tuple(masks.shape)}')
+    if not (masks.flatten(1).any(1).all() and click_masks.flatten(1).any(1).all()):
         raise ValueError('sample_prompts needs non-empty masks')
     scale = img_size // masks.shape[-1]
     q = masks.shape[0]
     use_box = torch.rand(q, device=masks.device, generator=generator) < box_probability
     boxes = jitter_boxes(mask_boxes(masks, scale), img_size, generator=generator)
-    points, _ = sample_points_in_masks(masks, scale, generator)
+    points, _ = sample_points_in_masks(click_masks, scale, generator)
     point_coords = torch.stack([points, torch.full_like(points, -1.0)], 1)
     coords = torch.where(use_box[:, None, None], boxes.view(q, 2, 2), point_coords)
     box_labels = torch.tensor([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT], device=masks.device)

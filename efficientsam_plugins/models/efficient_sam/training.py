@@ -2,6 +2,11 @@
 ``num_iterative_clicks`` extra rounds each adding a click in the error region (negative on false
 positives with ``negative_clicks``), the best-of-3 loss of every round averaged. The model enters only through ``decode``, so EfficientSAM (image embedded
 once, :func:`efficient_sam_decoder`) and SqueezeSAM (whole network per query) share it.
+
+SqueezeSAM's training adds four optional inputs: ``click_masks`` (the first click on one part of a
+merged whole-object target), ``extra_prompts`` (outlier clicks appended to the first prompt),
+``feed_previous_masks`` (each round sees the previous round's chosen logits) and ``teacher`` (a
+frozen model's masks for the same prompts as targets, alone or mixed with the ground truth).
 """
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -13,7 +18,10 @@ from .prompt_sampling import sample_error_clicks, sample_prompts
 
 # (per-image points [Q_b, N, 2] in input pixels, per-image labels [Q_b, N]) ->
 # (multimask logits [sum Q_b, M, h, w], iou predictions [sum Q_b, M]), images concatenated in order.
-Decoder = Callable[[List[torch.Tensor], List[torch.Tensor]], Tuple[torch.Tensor, torch.Tensor]]
+# With feed_previous_masks a third argument: the previous round's chosen logits [sum Q_b, h, w] or None.
+Decoder = Callable[..., Tuple[torch.Tensor, torch.Tensor]]
+# (per-image points, per-image labels) -> bool target masks [sum Q_b, h, w] of a frozen teacher.
+Teacher = Callable[[List[torch.Tensor], List[torch.Tensor]], torch.Tensor]
 
 LOSS_WEIGHTS = dict(focal=20.0, dice=1.0, iou=1.0)  # SAM's focal : dice = 20 : 1, plus the IoU MSE
 
@@ -35,26 +43,53 @@ def training_round(decode: Decoder, masks: Sequence[torch.Tensor], img_size: int
                    box_probability: float = 0.5, num_iterative_clicks: int = 0,
                    loss_weights: Mapping[str, float] = LOSS_WEIGHTS, mask_threshold: float = 0.0,
                    generator: Optional[torch.Generator] = None,
-                   negative_clicks: bool = False) -> Dict[str, torch.Tensor]:
+                   negative_clicks: bool = False, click_masks: Optional[Sequence[torch.Tensor]] = None,
+                   extra_prompts: Optional[Sequence[Tuple[torch.Tensor, torch.Tensor]]] = None,
+                   feed_previous_masks: bool = False, teacher: Optional[Teacher] = None,
+                   teacher_weight: float = 1.0) -> Dict[str, torch.Tensor]:
     """The :func:`sam_loss` terms of one training step, averaged over its rounds; ``masks`` are per
-    image bool ``[Q_b, h, w]`` at the decoder's output resolution, prompts in ``img_size`` pixels."""
-    points, labels = map(list, zip(*(sample_prompts(m, img_size, box_probability, generator) for m in masks)))
+    image bool ``[Q_b, h, w]`` at the decoder's output resolution, prompts in ``img_size`` pixels.
+
+    ``click_masks`` (per image, like ``masks``) is where the first points are sampled (boxes stay
+    the targets'); ``extra_prompts`` per image ``(points [Q_b, K, 2], labels [Q_b, K])`` join the
+    first prompt; with ``teacher`` the mask terms are ``(1 - teacher_weight)`` x ground truth +
+    ``teacher_weight`` x the teacher's masks for the round's prompts (``mask_iou`` stays the
+    ground truth's; iterative clicks always come from the ground truth's error region)."""
+    if not 0.0 <= teacher_weight <= 1.0:
+        raise ValueError(f'teacher_weight must be in [0, 1], got {teacher_weight}')
+    click_masks = masks if click_masks is None else click_masks
+    points, labels = map(list, zip(*(sample_prompts(m, img_size, box_probability, generator, c)
+                                     for m, c in zip(masks, click_masks))))
+    if extra_prompts is not None:
+        for b, (extra_points, extra_labels) in enumerate(extra_prompts):
+            points[b] = torch.cat([points[b], extra_points.to(points[b])], 1)
+            labels[b] = torch.cat([labels[b], extra_labels.to(labels[b])], 1)
     targets = torch.cat(list(masks))
     totals: Dict[str, torch.Tensor] = {}
     rounds = num_iterative_clicks + 1
+    previous: Optional[torch.Tensor] = None
     for round_ in range(rounds):
-        logits, iou = decode(points, labels)
+        logits, iou = decode(points, labels, previous) if feed_previous_masks else decode(points, labels)
         if logits.shape[-2:] != targets.shape[-2:]:
             raise ValueError(f'ground-truth masks are {tuple(targets.shape[-2:])} but the decoder '
                              f'outputs {tuple(logits.shape[-2:])}: set the dataset\'s mask_size to '
                              f'{logits.shape[-1]}')
         losses = sam_loss(logits, iou, targets, loss_weights['focal'], loss_weights['dice'], loss_weights['iou'])
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_targets = teacher(points, labels)
+            distilled = sam_loss(logits, iou, teacher_targets, loss_weights['focal'], loss_weights['dice'],
+                                 loss_weights['iou'])
+            losses = {k: v if k == 'mask_iou' else (1 - teacher_weight) * v + teacher_weight * distilled[k]
+                      for k, v in losses.items()}
         for key, value in losses.items():
             totals[key] = totals.get(key, 0) + value / rounds
         if round_ + 1 < rounds:
             with torch.no_grad():
                 best = iou.argmax(1)
-                predictions = logits[torch.arange(best.numel()), best] >= mask_threshold
+                chosen = logits[torch.arange(best.numel()), best]
+                predictions = chosen >= mask_threshold
+            previous = chosen.detach()
             for b, predicted in enumerate(predictions.split([len(m) for m in masks])):
                 new_points, new_labels = sample_error_clicks(predicted, masks[b], img_size, generator,
                                                              negative_clicks)
