@@ -51,7 +51,7 @@ def image_to_tensor(image) -> torch.Tensor:
     return image.float()
 
 
-def _as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
+def as_prompt_tensor(value: ArrayLike, name: str) -> torch.Tensor:
     """``value`` as a float tensor; a ValueError naming ``name`` where numpy or torch would raise
     errors that do not say which argument was wrong (strings, ragged lists, objects)."""
     if not isinstance(value, torch.Tensor):
@@ -124,13 +124,14 @@ class Predictor(ABC):
             self._set_image(tensor)
         self.original_size = (tensor.shape[1], tensor.shape[2])
 
-    def _prompts(self, points, point_labels, boxes) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Validated prompts as ``[Q, N, 2]`` points (box corners first) and ``[Q, N]`` labels."""
+    def prepare_prompts(self, points=None, point_labels=None, boxes=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The arguments of :meth:`predict` as validated ``[Q, N, 2]`` points (box corners first) and
+        ``[Q, N]`` labels for :meth:`decode_low_res`, which callers that batch their own queries use."""
         if points is None and point_labels is not None:
             raise ValueError('point_labels given without points')
         parts = []  # (coordinates [Q, n, 2], labels [Q, n])
         if boxes is not None:
-            bxs = _as_tensor(boxes, 'boxes')
+            bxs = as_prompt_tensor(boxes, 'boxes')
             bxs = bxs[None] if bxs.ndim == 1 else bxs
             if bxs.ndim != 2 or bxs.shape[-1] != 4 or bxs.shape[0] == 0:
                 raise ValueError(f'boxes must be [4] or [Q, 4] (x1, y1, x2, y2), got {tuple(bxs.shape)}')
@@ -140,13 +141,13 @@ class Predictor(ABC):
             corner_labels = torch.tensor([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT], dtype=torch.float)
             parts.append((corners, corner_labels.expand(len(corners), 2)))
         if points is not None:
-            pts = _as_tensor(points, 'points')
+            pts = as_prompt_tensor(points, 'points')
             pts = pts[None] if pts.ndim == 2 else pts
             if pts.ndim != 3 or pts.shape[-1] != 2 or pts.shape[1] == 0:
                 raise ValueError(f'points must be [N, 2] or [Q, N, 2] with N >= 1, got {tuple(pts.shape)}')
             lbl = torch.full(pts.shape[:2], float(LABEL_POINT))
             if point_labels is not None:
-                lbl = _as_tensor(point_labels, 'point_labels')
+                lbl = as_prompt_tensor(point_labels, 'point_labels')
                 lbl = lbl[None] if lbl.ndim == 1 else lbl
                 if lbl.shape != pts.shape[:2]:
                     raise ValueError(f'point_labels must be {tuple(pts.shape[:2])} to match points, '
@@ -180,6 +181,17 @@ class Predictor(ABC):
         return coords
 
     @torch.no_grad()
+    def decode_low_res(self, prompts: torch.Tensor, labels: torch.Tensor,
+                       multimask_output: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Prompts from :meth:`prepare_prompts` to float32 ``(low-res logits [Q, M, h, w], iou [Q, M])``
+        in one backend call (the caller bounds Q), with nothing upsampled."""
+        if self.original_size is None:
+            raise RuntimeError('call set_image(image) before predict()')
+        with self._autocast():
+            logits, iou = self._decode(prompts.to(self.device), labels.to(self.device), multimask_output)
+        return logits.float(), iou.float()
+
+    @torch.no_grad()
     def predict_torch(self, points: Optional[ArrayLike] = None, point_labels: Optional[ArrayLike] = None,
                       boxes: Optional[ArrayLike] = None, multimask_output: bool = True,
                       return_logits: bool = False,
@@ -187,14 +199,11 @@ class Predictor(ABC):
         """Like :meth:`predict`, returning tensors on :attr:`device`."""
         if self.original_size is None:
             raise RuntimeError('call set_image(image) before predict()')
-        prompts, labels = self._prompts(points, point_labels, boxes)
+        prompts, labels = self.prepare_prompts(points, point_labels, boxes)
         outputs = []  # (masks, iou predictions, low-res logits) per chunk
         for start in range(0, prompts.shape[0], self.max_queries_per_batch):
             chunk = slice(start, start + self.max_queries_per_batch)
-            with self._autocast():
-                logits, iou = self._decode(prompts[chunk].to(self.device), labels[chunk].to(self.device),
-                                           multimask_output)
-            logits, iou = logits.float(), iou.float()
+            logits, iou = self.decode_low_res(prompts[chunk], labels[chunk], multimask_output)
             if best_only:
                 best = iou.argmax(1, keepdim=True)
                 logits, iou = torch.take_along_dim(logits, best[..., None, None], 1), iou.gather(1, best)
