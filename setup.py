@@ -30,6 +30,7 @@ setup(
                      'segment-anything', 'ftfy', 'regex'),
         # detectron2 is not on PyPI: install it from its git repository (README, "detectron2").
         'detectron2': ['fvcore', 'pycocotools'],
+        'export': pinned('onnx', 'onnxruntime', 'ml_dtypes'),
         'dev': pinned('pytest'),
     },
 )

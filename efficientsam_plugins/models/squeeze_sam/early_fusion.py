@@ -32,11 +32,12 @@ def click_disks(points: torch.Tensor, selected: torch.Tensor, size: int, radius:
     rows = points[..., 1:2].floor() + offsets
     dx2, dy2 = (cols - points[..., 0:1]).square(), (rows - points[..., 1:2]).square()
     inside = (dy2[..., :, None] + dx2[..., None, :] <= radius * radius) & selected[..., None, None]
-    inside &= ((rows >= 0) & (rows < size))[..., :, None] & ((cols >= 0) & (cols < size))[..., None, :]
+    inside = inside & ((rows >= 0) & (rows < size))[..., :, None] & ((cols >= 0) & (cols < size))[..., None, :]
     flat = (rows[..., :, None] * size + cols[..., None, :]).long()
     flat = torch.where(inside, flat, size * size)  # everything outside lands in one spare slot
     canvas = torch.zeros(b * nq, size * size + 1, dtype=torch.bool, device=points.device)
-    canvas.scatter_(1, flat.view(b * nq, -1), True)
+    index = flat.view(b * nq, -1)
+    canvas.scatter_(1, index, torch.ones_like(index, dtype=torch.bool))  # a tensor source traces for ONNX
     return canvas[:, :-1].view(b, nq, size, size)
 
 
