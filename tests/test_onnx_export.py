@@ -222,3 +222,13 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch, exported):
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # makes `import onnxruntime` fail
     with pytest.raises(ImportError, match=r"efficientsam_plugins\[export\]"):
         load_onnx_predictor(exported)
+
+
+def test_tools_run_on_the_exported_graphs(exported, tmp_path, capsys):
+    """``--onnx DIR`` makes the demo (and every tool sharing its model options) run onnxruntime."""
+    import demo
+    output = tmp_path / 'overlay.png'
+    assert run_tool(demo.main, ['--onnx', exported, '--output', str(output)]) == 0
+    assert output.is_file() and 'RANDOM' not in capsys.readouterr().err
+    assert run_tool(demo.main, ['--onnx', exported, '--random-weights', '--output', str(output)]) == 1
+    assert '--checkpoint/--random-weights do not apply' in capsys.readouterr().err

@@ -27,13 +27,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import run_tool, torch_device  # noqa: E402
+from efficientsam_plugins.cli import run_tool  # noqa: E402
 from efficientsam_plugins.fileio import atomic_write, check_output_path  # noqa: E402
+from efficientsam_plugins.tool_models import add_model_arguments, load_predictor  # noqa: E402
 
-# --model: (zoo family, config, a checkpoint file name for the warning)
-MODELS = {'efficientsam_ti': ('efficientsam', 'ti', 'efficient_sam_vitt.pt'),
-          'efficientsam_s': ('efficientsam', 's', 'efficient_sam_vits.pt'),
-          'squeezesam': ('squeezesam', 'base', 'squeeze_sam.pt')}
 CLICK_COLORS = ((255, 48, 48), (255, 210, 0))  # the whole blob's click, the sections' clicks
 MASK_COLOR = (0, 200, 120)
 # Anchors of the saliency heat map (black, purple, red, orange, pale yellow), evenly spaced in [0, 1].
@@ -174,16 +171,11 @@ def main(argv=None) -> int:
     parser.add_argument('image', help='RGB image')
     parser.add_argument('--out', required=True, help='RGBA cut-out (.png): the image with the mask as alpha')
     parser.add_argument('--overlay', help='PNG of saliency, clicks and mask (default: <out>_overlay.png)')
-    parser.add_argument('--model', default='efficientsam_ti', choices=list(MODELS),
-                        help='the promptable model (default: efficientsam_ti)')
-    parser.add_argument('--checkpoint', help='checkpoint of --model: path, URL or zoo://NAME '
-                        '(default: the released weights from the model zoo)')
-    parser.add_argument('--random-weights', action='store_true', help='skip the download, random weights')
+    add_model_arguments(parser, default='efficientsam_ti')
     parser.add_argument('--saliency', help="a salient-object model's map of the image (.png or other "
                         'image, or .npy); default: the spectral residual of the image')
     parser.add_argument('--threshold', default=0.5, type=threshold_fraction,
                         help='saliency threshold of the blob, in (0, 1] (default: 0.5)')
-    parser.add_argument('--device', default='cpu', type=torch_device)
     args = parser.parse_args(argv)
 
     out_format = check_image_output('--out', args.out, png_only=True)
@@ -207,23 +199,7 @@ def main(argv=None) -> int:
           f'{len(clicks)} clicks in {click_seconds:.2f}s: '
           + ' '.join(f'({x:.0f}, {y:.0f})' for x, y in clicks))
 
-    from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor
-    from efficientsam_plugins.models.squeeze_sam import SqueezeSamPredictor
-    from efficientsam_plugins.zoo import ZooError, entry_for, get_checkpoint
-    family, config, example_file = MODELS[args.model]
-    checkpoint = args.checkpoint
-    if checkpoint is None and not args.random_weights:
-        try:
-            checkpoint = get_checkpoint(entry_for(family, config).name)
-        except ZooError as err:
-            never = " (SqueezeSAM's weights were never published)" if family == 'squeezesam' else ''
-            print(f'could not get the released weights: {err}{never}', file=sys.stderr)
-    if checkpoint is None:
-        network = '' if family == 'squeezesam' else ' (or connect to the network)'
-        print(f'WARNING: running with RANDOM weights, so the mask below is meaningless; pass '
-              f'--checkpoint {example_file}{network} for a real cut-out.', file=sys.stderr)
-    predictor_class = SqueezeSamPredictor if family == 'squeezesam' else EfficientSamPredictor
-    predictor = predictor_class.from_pretrained(config, checkpoint, args.device)
+    predictor, trained = load_predictor(args, what='mask below is')
 
     start = time.perf_counter()
     predictor.set_image(image)
@@ -239,7 +215,7 @@ def main(argv=None) -> int:
     cutout = Image.fromarray(np.concatenate([image, (mask * 255).astype(np.uint8)[..., None]], axis=-1))
     save_image(cutout, args.out, out_format)
     save_image(overlay_panels(image, saliency, blob, clicks, mask), overlay_path, overlay_format)
-    print(f'wrote {args.out} and {overlay_path}' + ('' if checkpoint else ' (random weights: the mask is meaningless)'))
+    print(f'wrote {args.out} and {overlay_path}' + ('' if trained else ' (random weights: the mask is meaningless)'))
     return 0
 
 

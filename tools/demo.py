@@ -20,20 +20,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import run_tool, torch_device  # noqa: E402
-from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor  # noqa: E402
-from efficientsam_plugins.models.squeeze_sam import SqueezeSamPredictor  # noqa: E402
-from efficientsam_plugins.zoo import ZooError, entry_for, get_checkpoint  # noqa: E402
+from efficientsam_plugins.cli import run_tool  # noqa: E402
+from efficientsam_plugins.tool_models import add_model_arguments, load_predictor  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 DEFAULT_IMAGE = os.path.join(REPO, 'data', 'coco_mini', 'val2017', '000000002149.jpg')
 DEFAULT_BOX = (96.0, 94.0, 340.0, 326.0)  # the apple of the bundled image (COCO annotation)
 DEFAULT_POINT = (218.0, 210.0)
 COLORS = {'box': (30, 144, 255), 'point': (255, 64, 64)}
-# --model: (zoo family, config, predictor, a checkpoint file name for the warning)
-MODELS = {'ti': ('efficientsam', 'ti', EfficientSamPredictor, 'efficient_sam_vitt.pt'),
-          's': ('efficientsam', 's', EfficientSamPredictor, 'efficient_sam_vits.pt'),
-          'squeezesam': ('squeezesam', 'base', SqueezeSamPredictor, 'squeeze_sam.pt')}
 
 
 def check_output(path: str) -> None:
@@ -55,15 +49,10 @@ def check_output(path: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--image', default=DEFAULT_IMAGE, help='RGB image (default: bundled COCO image)')
-    parser.add_argument('--model', default='ti', choices=list(MODELS),
-                        help='EfficientSAM variant (ti, s) or squeezesam')
-    parser.add_argument('--checkpoint', help='checkpoint of --model: path, URL or zoo://NAME '
-                        '(default: the released weights from the model zoo)')
-    parser.add_argument('--random-weights', action='store_true', help='skip the download, random weights')
+    add_model_arguments(parser)
     parser.add_argument('--box', type=float, nargs=4, metavar=('X1', 'Y1', 'X2', 'Y2'))
     parser.add_argument('--point', type=float, nargs=2, metavar=('X', 'Y'))
     parser.add_argument('--output', default=os.path.join('outputs', 'demo_overlay.png'))
-    parser.add_argument('--device', default='cpu', type=torch_device)
     args = parser.parse_args(argv)
     if not os.path.isfile(args.image):
         raise FileNotFoundError(f'image not found: {args.image}')
@@ -78,22 +67,10 @@ def main(argv=None) -> int:
     point = args.point or (DEFAULT_POINT if default_image else None)
     if box is None and point is None:
         raise ValueError('give --box and/or --point for your own image')
-    family, config, predictor_class, example_file = MODELS[args.model]
-    checkpoint = args.checkpoint
-    if checkpoint is None and not args.random_weights:
-        try:
-            checkpoint = get_checkpoint(entry_for(family, config).name)
-        except ZooError as err:
-            never = " (SqueezeSAM's weights were never published)" if family == 'squeezesam' else ''
-            print(f'could not get the released weights: {err}{never}', file=sys.stderr)
-    if checkpoint is None:
-        network = '' if family == 'squeezesam' else ' (or connect to the network)'
-        print(f'WARNING: running with RANDOM weights, so the masks below are meaningless; pass '
-              f'--checkpoint {example_file}{network} for real masks.', file=sys.stderr)
-    predictor = predictor_class.from_pretrained(config, checkpoint, args.device)
+    predictor, trained = load_predictor(args)
     start = time.perf_counter()
     predictor.set_image(image)
-    done = 'embedded' if family == 'efficientsam' else 'resized (SqueezeSAM runs per prompt)'
+    done = 'resized (SqueezeSAM runs per prompt)' if predictor.model_name.startswith('SqueezeSAM') else 'embedded'
     print(f'image {image.shape[1]}x{image.shape[0]} {done} in {time.perf_counter() - start:.2f}s')
     panels = []
     prompts = [('box', dict(boxes=[box]))] if box else []
@@ -116,7 +93,7 @@ def main(argv=None) -> int:
 
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     Image.fromarray(np.concatenate([np.asarray(panel) for panel in panels], axis=1)).save(args.output)
-    print(f'wrote {args.output}' + ('' if checkpoint else ' (random weights: masks are meaningless)'))
+    print(f'wrote {args.output}' + ('' if trained else ' (random weights: masks are meaningless)'))
     return 0
 
 

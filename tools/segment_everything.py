@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
+from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool  # noqa: E402
 from efficientsam_plugins.fileio import atomic_write_json, check_output_path  # noqa: E402
+from efficientsam_plugins.tool_models import add_model_arguments, load_predictor  # noqa: E402
 
 
 def fraction(text: str) -> float:
@@ -54,18 +55,6 @@ def read_boxes(path: str) -> np.ndarray:
     return array
 
 
-def model_config(name: str):
-    """``ti``, ``s`` or an EfficientSAM config JSON file (e.g. a small custom architecture)."""
-    if name in ('ti', 's'):
-        return name
-    if not name.endswith('.json'):
-        raise ValueError(f"--model must be 'ti', 's' or an EfficientSAM config .json file, got {name!r}")
-    if not os.path.isfile(name):
-        raise FileNotFoundError(f'--model config file not found: {name}')
-    with open(name, encoding='utf-8') as f:
-        return json.load(f)
-
-
 def check_image_output(path: str) -> None:
     if os.path.isdir(path):
         raise IsADirectoryError(f'--overlay {path} is a folder; give a file name such as overlay.png')
@@ -94,11 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument('image', help='RGB image')
     parser.add_argument('--out', required=True, help='JSON file of SAM records with COCO RLE masks')
     parser.add_argument('--overlay', help='PNG with every mask in its own colour')
-    parser.add_argument('--model', default='ti', help="EfficientSAM variant: 'ti', 's' or a config .json")
-    parser.add_argument('--checkpoint', help='checkpoint: path, URL or zoo://NAME (default: the released '
-                        'weights of --model from the model zoo)')
-    parser.add_argument('--random-weights', action='store_true', help='skip the download, random weights')
-    parser.add_argument('--device', default='cpu', type=torch_device)
+    add_model_arguments(parser)
     parser.add_argument('--points-per-side', default=32, type=positive_int)
     parser.add_argument('--points-per-batch', default=64, type=positive_int)
     parser.add_argument('--crop-n-layers', default=0, type=non_negative_int)
@@ -120,28 +105,14 @@ def main(argv=None) -> int:
     if args.overlay:
         check_image_output(args.overlay)
     boxes = read_boxes(args.boxes) if args.boxes else None
-    config = model_config(args.model)
     try:
         with Image.open(args.image) as opened:
             image = np.asarray(opened.convert('RGB'))
     except OSError as err:
         raise ValueError(f'cannot read image {args.image}: not an image file, or a damaged one ({err})') from err
 
-    from efficientsam_plugins.models.efficient_sam import EfficientSamAutomaticMaskGenerator, EfficientSamPredictor
-    from efficientsam_plugins.zoo import ZooError, entry_for, get_checkpoint
-    checkpoint = args.checkpoint
-    if checkpoint is None and not args.random_weights:
-        if isinstance(config, dict):
-            raise ValueError('a config .json has no released weights: give --checkpoint or --random-weights')
-        try:
-            checkpoint = get_checkpoint(entry_for('efficientsam', config).name)
-        except ZooError as err:
-            print(f'could not get the released weights: {err}', file=sys.stderr)
-    if checkpoint is None:
-        print('WARNING: running with RANDOM weights, so the masks below are meaningless; pass '
-              '--checkpoint efficient_sam_vitt.pt (or connect to the network) for real masks.',
-              file=sys.stderr)
-    predictor = EfficientSamPredictor.from_pretrained(config, checkpoint, args.device)
+    from efficientsam_plugins.models.efficient_sam import EfficientSamAutomaticMaskGenerator
+    predictor, trained = load_predictor(args)
     generator = EfficientSamAutomaticMaskGenerator(
         predictor, points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
         pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_score_thresh,
@@ -156,7 +127,7 @@ def main(argv=None) -> int:
         draw_overlay(image, records, args.overlay)
     print(f'{len(records)} masks for the {image.shape[1]}x{image.shape[0]} image in {seconds:.1f}s; wrote '
           f'{args.out}' + (f' and {args.overlay}' if args.overlay else '') +
-          ('' if checkpoint else ' (random weights: masks are meaningless)'))
+          ('' if trained else ' (random weights: masks are meaningless)'))
     return 0
 
 
