@@ -77,7 +77,9 @@ def test_package_imports_without_detectron2():
 
 
 def test_is_detectron2_config(tmp_path):
-    for name in list(FULL_CONFIGS.values()) + ['sami_ti_coco_smoke.py']:
+    names = sorted(name for name in os.listdir(CONFIG_DIR) if name.endswith('.py'))  # variants included
+    assert set(FULL_CONFIGS.values()) | {'sami_ti_coco_smoke.py', 'sami_ti_coco_step-lr.py'} <= set(names)
+    for name in names:
         assert is_detectron2_config(os.path.join(CONFIG_DIR, name)), name
     (tmp_path / 'parent.py').write_text('from detectron2.config import LazyCall as L\nmodel = L(dict)()\n')
     (tmp_path / 'child.py').write_text('from .parent import model\nmodel.x = 1\n')
@@ -289,13 +291,17 @@ def test_full_configs_instantiate(detectron2, arch):
     group_of = {id(param): group for group in optimizer.param_groups for param in group['params']}
     names = dict(model.named_parameters())
     for name, param in names.items():
-        expected_lr = 1e-4 * get_vit_lr_decay_rate(name, 0.7, 12)
+        expected_lr = 2e-4 * get_vit_lr_decay_rate(name, 0.7, 12)
         assert group_of[id(param)]['lr'] == pytest.approx(expected_lr), name
     assert group_of[id(names['backbone.net.pos_embed'])]['weight_decay'] == 0.0
+    assert group_of[id(names['backbone.net.blocks.0.norm1.weight'])]['weight_decay'] == 0.0
+    assert group_of[id(names['backbone.net.blocks.0.attn.qkv.bias'])]['weight_decay'] == 0.0
     assert group_of[id(names['backbone.net.blocks.0.attn.qkv.weight'])]['weight_decay'] == 0.1
+    assert group_of[id(names['backbone.net.blocks.2.attn.rel_pos_h'])]['weight_decay'] == 0.1
+    assert len(optimizer.param_groups) < 60  # parameters with equal settings share a group
 
-    scheduler = instantiate(cfg.lr_multiplier)
+    scheduler = instantiate(cfg.lr_multiplier)  # the paper's: warm-up over 10% of training, cosine to 0
     assert scheduler(0.0) == pytest.approx(0.001)
-    assert scheduler(0.5) == 1.0
-    assert scheduler(0.95) == pytest.approx(0.1) and scheduler(0.99) == pytest.approx(0.01)
-    assert math.isclose(cfg.lr_multiplier.warmup_length, 250 / 184375)
+    assert scheduler(0.1) == pytest.approx(1.0) and scheduler(0.55) == pytest.approx(0.5)
+    assert scheduler(0.999) == pytest.approx(0.0, abs=1e-4)
+    assert math.isclose(cfg.lr_multiplier.warmup_length, 0.1)

@@ -32,7 +32,7 @@ def test_full_configs_build_and_run(variant, width):
     from mmdet.structures import DetDataSample
     cfg = Config.fromfile(os.path.join(REPO_ROOT, 'configs', 'vitdet', f'sami_{variant}_coco.py'))
     assert cfg.model.backbone.init_cfg.type == 'Pretrained'
-    assert cfg.train_cfg.max_iters == 184375 and cfg.auto_scale_lr.base_batch_size == 64
+    assert cfg.train_cfg.max_epochs == 100 and cfg.auto_scale_lr.base_batch_size == 64
     cfg.model.backbone.init_cfg = None
     model = build_detector(cfg).eval()
     assert model.backbone.embed_dim == width and model.backbone.blocks[2].window_size == 0
@@ -62,7 +62,7 @@ def test_layer_decay_groups():
     assert by_param[id(named['backbone.blocks.0.attn.qkv.weight'])]['lr'] == pytest.approx(lr * 0.7 ** 12)
     assert by_param[id(named['backbone.blocks.11.mlp.fc1.weight'])]['lr'] == pytest.approx(lr * 0.7)
     assert by_param[id(named['backbone.blocks.11.mlp.fc1.weight'])]['weight_decay'] == 0.1
-    assert by_param[id(named['backbone.blocks.2.attn.rel_pos_h'])]['weight_decay'] == 0
+    assert by_param[id(named['backbone.blocks.2.attn.rel_pos_h'])]['weight_decay'] == 0.1  # as in ViTDet
     head_param = next(n for n in named if n.startswith('roi_head.'))
     assert by_param[id(named[head_param])]['lr'] == pytest.approx(lr)
 
@@ -160,7 +160,7 @@ def test_smoke_config_trains_evaluates_and_tests_from_checkpoint(tmp_path):
     val_metrics = runner.val_loop.run()
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert 0.0 <= val_metrics[key] <= 1.0
-    checkpoint = tmp_path / f'iter_{cfg.train_cfg.max_iters}.pth'
+    checkpoint = tmp_path / f'epoch_{cfg.train_cfg.max_epochs}.pth'
     assert checkpoint.is_file()
     test_metrics = _run_tool('test.py', os.path.join(REPO_ROOT, 'configs', 'vitdet', 'sami_ti_coco_smoke.py'),
                              str(checkpoint), '--work-dir', str(tmp_path / 'test'), '--cfg-options',

@@ -40,6 +40,7 @@ def test_full_configs_build_and_run(variant, width):
     assert cfg.train_cfg.max_iters == 160000 and cfg.auto_scale_lr.base_batch_size == 16
     assert cfg.train_dataloader.batch_size == 2 and cfg.crop_size == (512, 512)
     assert cfg.optim_wrapper.optimizer.lr == 2e-4 and cfg.param_scheduler[0].type == 'PolyLR'
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 1.0 and cfg.model.test_cfg.mode == 'slide'
     cfg.model.backbone.init_cfg = None
     model = build_segmentor(cfg).eval()
     assert model.backbone.embed_dim == width and all(b.window_size == 0 for b in model.backbone.blocks)
@@ -54,9 +55,9 @@ def test_full_configs_build_and_run(variant, width):
     assert results[0].pred_sem_seg.data.shape == (1, 128, 160)
 
 
-def test_layer_decay_groups():
+def test_layer_decay_variant_groups():
     from mmengine.optim import build_optim_wrapper
-    cfg = Config.fromfile(os.path.join(CONFIGS, 'sami_ti_ade20k.py'))
+    cfg = Config.fromfile(os.path.join(CONFIGS, 'sami_ti_ade20k_layer-decay.py'))
     cfg.model.backbone.init_cfg = None
     model = build_segmentor(cfg)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
@@ -72,7 +73,7 @@ def test_layer_decay_groups():
     assert group('backbone.blocks.0.attn.qkv.weight')['lr'] == pytest.approx(backbone_lr * 0.9 ** 12)
     assert group('backbone.blocks.11.mlp.fc1.weight')['lr'] == pytest.approx(backbone_lr * 0.9)
     assert group('backbone.blocks.11.mlp.fc1.weight')['weight_decay'] == 0.05
-    assert group('backbone.blocks.3.attn.rel_pos_h')['weight_decay'] == 0
+    assert group('backbone.blocks.3.attn.rel_pos_h')['weight_decay'] == 0.05  # as in ViTDet
     neck_weight = next(n for n in named if n.startswith('neck.') and named[n].ndim == 4)
     assert group(neck_weight)['lr'] == pytest.approx(lr) and group(neck_weight)['weight_decay'] == 0.05
     for name in ('decode_head.query_embed.weight', 'decode_head.query_feat.weight', 'decode_head.level_embed.weight'):

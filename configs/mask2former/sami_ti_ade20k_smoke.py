@@ -10,6 +10,7 @@ data_root = 'data/coco_mini/'
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(img_size=crop_size[0], init_cfg=None),
+    test_cfg=dict(crop_size=crop_size, stride=(85, 85)),  # the full config's sliding windows, scaled
     decode_head=dict(
         num_classes=num_classes,
         num_queries=20,

@@ -1,11 +1,13 @@
-# CPU smoke run of sami_ti_coco.py: same model and recipe, 192 px, 24 iterations, random init, on
-# the COCO images bundled in data/coco_mini.
+# CPU smoke run of sami_ti_coco.py: same model and recipe, 192 px, 6 epochs of 4 iterations (the
+# paper's schedule scaled: warm-up over the first 10%, cosine to 0), random init, on the COCO images
+# bundled in data/coco_mini.
 _base_ = './sami_ti_coco.py'
 
 image_size = (192, 192)
 data_root = 'data/coco_mini/'
 model = dict(
-    data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
+    data_preprocessor=dict(test_pad_size=image_size,
+                           batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(img_size=image_size[0], init_cfg=None),
     # Fewer proposals and sampled RoIs keep the 4conv1fc box and mask heads cheap on a CPU; a zero
     # score threshold lets the barely trained model emit detections for CocoMetric to score.
@@ -39,12 +41,14 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(type='OptimWrapper')
-max_iters = 24
+max_epochs = 6
+warmup_epochs = max_epochs / 10
+interval = max_epochs
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
-    dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[20, 22], gamma=0.1),
+    dict(type='LinearLR', start_factor=0.001, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters, dynamic_intervals=None)
-default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+train_cfg = dict(max_epochs=max_epochs, val_interval=interval)
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=interval, max_keep_ckpts=1))
 log_processor = dict(window_size=5)
-

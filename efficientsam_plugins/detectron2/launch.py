@@ -115,13 +115,18 @@ def _run(args: argparse.Namespace):
     trainer.train(trainer.iter + 1 if resuming else 0, cfg.train.max_iter)
 
 
+def _missing_local_file(value) -> bool:
+    """True for a local checkpoint path that does not exist (not for '', URLs or ``zoo://`` names)."""
+    return bool(value) and str(value) != 'None' and '://' not in str(value) and not os.path.isfile(str(value))
+
+
 def main(argv: List[str]) -> int:
     """``CONFIG [--num-gpus N] [--num-machines N --machine-rank R --dist-url URL] [--resume]
     [--eval-only] [key=value ...]``; returns the exit status."""
     parser = argparse.ArgumentParser(
         description='Train (or with --eval-only evaluate) a detectron2 LazyConfig.',
         epilog='Example: tools/train.py configs/detectron2/vitdet/sami_ti_coco.py --num-gpus 8 '
-               'train.init_checkpoint=zoo://efficientsam_ti')
+               'train.init_checkpoint=work_dirs/sami_vit-tiny_sam-vit-h_in1k-400e/epoch_400.pth')
     parser.add_argument('config_file', metavar='CONFIG', help='detectron2 LazyConfig (.py)')
     parser.add_argument('--num-gpus', type=positive_int, default=1, help='GPUs per machine (processes to start)')
     parser.add_argument('--num-machines', type=positive_int, default=1)
@@ -141,12 +146,20 @@ def main(argv: List[str]) -> int:
     for option in args.opts:  # a missing local file fails now, not after starting processes and the model
         key, _, value = option.partition('=')
         value = value.strip().strip('\'"')  # detectron2 also accepts the value as a Python literal
-        if key == 'train.init_checkpoint' and value not in ('', 'None') and '://' not in value \
-                and not os.path.isfile(value):
+        if key == 'train.init_checkpoint' and _missing_local_file(value):
             raise FileNotFoundError(f'train.init_checkpoint not found: {value}')
     from ._dependency import require_detectron2
     require_detectron2()
+    from detectron2.config import LazyConfig
     from detectron2.engine import launch
+
+    default = (LazyConfig.load(args.config_file).get('train') or {}).get('init_checkpoint')
+    overridden = any(option.startswith('train.init_checkpoint=') for option in args.opts)
+    if not overridden and not args.resume and _missing_local_file(default):
+        raise FileNotFoundError(
+            f'train.init_checkpoint of {args.config_file} not found: {default} (the paper starts from a SAMI '
+            'pretraining checkpoint: train one with tools/train.py configs/sami/..., pass '
+            'train.init_checkpoint=PATH, or use the _efficientsam-init config)')
 
     launch(_run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

@@ -8,7 +8,9 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 from ..models.vit import layer_decay_scale
 
-NO_DECAY_NAMES = ('pos_embed', 'rel_pos_h', 'rel_pos_w', 'cls_token', 'mask_token')
+# Embeddings that take no weight decay besides the 1-D parameters (norms, biases). Relative-position
+# tables are decayed, as in detectron2's and mmdet's ViTDet.
+NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -16,8 +18,8 @@ class SAMILayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """ViTDet/BEiT layer decay over ``model.backbone.get_layer_depth``; everything else lr x1.
 
     ``paramwise_cfg``: ``layer_decay_rate`` (e.g. 0.7), ``custom_keys`` as in mmengine (by substring,
-    longest match wins). 1-D parameters, position embeddings and relative-position tables get no
-    weight decay. Without ``backbone.get_layer_depth`` (another backbone dropped into a config),
+    longest match wins). 1-D parameters (norms, biases) and position embeddings get no weight decay;
+    everything else, relative-position tables included, gets the optimizer's. Without ``backbone.get_layer_depth`` (another backbone dropped into a config),
     plain per-parameter groups, so the constructor is safe to leave in a config.
     """
 

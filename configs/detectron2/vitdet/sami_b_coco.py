@@ -1,14 +1,16 @@
-"""Mask R-CNN with a SAMI ViT-B backbone on COCO, following detectron2's ViTDet-B recipe.
+"""Mask R-CNN with a SAMI ViT-B backbone on COCO: the EfficientSAM paper's recipe on detectron2's ViTDet.
 
-100 epochs at 64 images per iteration (LSJ at 1024), AdamW (lr 1e-4, weight decay 0.1, none on
-the position embedding), layer-wise lr decay 0.7, 250 warm-up iterations, lr x0.1 and x0.01 near
-the end, mixed precision on GPU. The detector is detectron2's ViTDet Mask R-CNN (LayerNorm in the
+100 epochs at 64 images per iteration (LSJ at 1024, test images padded to the 1024 square), AdamW
+(lr 2e-4, weight decay 0.1, none for norms, biases and the position embedding), layer-wise lr decay
+0.7, linear warm-up over the first 10 epochs then cosine decay to 0 (the same curve as the mmdet
+configs), mixed precision on GPU. The detector is detectron2's ViTDet Mask R-CNN (LayerNorm in the
 pyramid and heads, two-conv RPN, 4conv1fc box head, RGB input with ImageNet mean/std) with the
-project's ViT and simple pyramid as backbone.
+project's ViT and simple pyramid as backbone. ``sami_b_coco_step-lr.py``: ViTDet's step schedule.
 
-Weights: set ``train.init_checkpoint`` to a SAMI-B pretraining checkpoint (mmengine format, the
-ViT under ``backbone.``); none is published, hence no default. An MAE/timm ViT-B also
-loads, for the ViTDet baseline.
+Weights: a SAMI-B ImageNet pretraining checkpoint (``tools/train.py configs/sami/...``; mmengine
+format, the ViT under ``backbone.``), as the paper and the mmdet configs start; none is published,
+so train it first or pass ``train.init_checkpoint=PATH`` (an MAE/timm ViT-B also loads, for the
+ViTDet baseline).
 """
 from functools import partial
 
@@ -16,10 +18,10 @@ from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 
 from efficientsam_plugins.detectron2.backbone import SAMISimpleFeaturePyramid, SAMIViTNet
-from efficientsam_plugins.detectron2.lr_decay import vit_lr_decay_rate
+from efficientsam_plugins.detectron2.lr_decay import sami_optimizer_params, vit_lr_decay_rate
 
 from .common.coco_lsj import IMAGE_SIZE, dataloader
-from .common.schedule import vitdet_lr_multiplier
+from .common.schedule import paper_lr_multiplier
 
 model = model_zoo.get_config('common/models/mask_rcnn_vitdet.py').model
 model.backbone = L(SAMISimpleFeaturePyramid)(
@@ -41,14 +43,18 @@ model.backbone = L(SAMISimpleFeaturePyramid)(
 
 train = model_zoo.get_config('common/train.py').train
 train.output_dir = 'work_dirs/detectron2/sami_b_coco'
-train.init_checkpoint = ''
+train.init_checkpoint = 'work_dirs/sami_vit-base_sam-vit-h_in1k-400e/epoch_400.pth'
 train.amp.enabled = True
 train.ddp.fp16_compression = True
-IMAGES_PER_EPOCH, EPOCHS = 118_000, 100
+IMAGES_PER_EPOCH, EPOCHS, WARMUP_EPOCHS = 118_000, 100, 10  # ViTDet's epoch: 118,000 images
 train.max_iter = EPOCHS * IMAGES_PER_EPOCH // dataloader.train.total_batch_size
 
-lr_multiplier = vitdet_lr_multiplier(train.max_iter, warmup_iters=250)
+lr_multiplier = paper_lr_multiplier(WARMUP_EPOCHS, EPOCHS)
 
 optimizer = model_zoo.get_config('common/optim.py').AdamW
-optimizer.params.lr_factor_func = partial(vit_lr_decay_rate, lr_decay_rate=0.7, num_layers=12)
-optimizer.params.overrides = {'pos_embed': {'weight_decay': 0.0}}
+optimizer.lr = 2e-4
+optimizer.params = L(sami_optimizer_params)(
+    base_lr='${..lr}',
+    weight_decay='${..weight_decay}',
+    lr_factor_func=partial(vit_lr_decay_rate, lr_decay_rate=0.7, num_layers=12),
+)

@@ -1,9 +1,9 @@
-"""Mask R-CNN with a SAMI ViT-S backbone on COCO: the ViT-B recipe of ``sami_b_coco.py`` with the
+"""Mask R-CNN with a SAMI ViT-S backbone on COCO: the recipe of ``sami_b_coco.py`` with the
 S width. Layer decay stays 0.7 and drop path 0.1: ViTDet ties the decay to the depth (0.7 for 12
 blocks, 0.8 for 24, 0.9 for 32) and S has B's 12 blocks.
 
-Weights: EfficientSAM-S (SAMI-pretrained image encoder) from the model zoo by default; a SAMI-S
-pretraining checkpoint loads the same way (``train.init_checkpoint=PATH``).
+Weights: a SAMI-S ImageNet pretraining checkpoint (``tools/train.py configs/sami/sami_vit-small_...``), the
+paper's start; ``sami_s_coco_efficientsam-init.py`` starts from the released EfficientSAM-S encoder.
 """
 from functools import partial
 
@@ -13,5 +13,5 @@ from .sami_b_coco import dataloader, lr_multiplier, model, optimizer, train
 
 model.backbone.net.arch = 's'
 train.output_dir = 'work_dirs/detectron2/sami_s_coco'
-train.init_checkpoint = 'zoo://efficientsam_s'
+train.init_checkpoint = 'work_dirs/sami_vit-small_sam-vit-h_in1k-400e/epoch_400.pth'
 optimizer.params.lr_factor_func = partial(vit_lr_decay_rate, lr_decay_rate=0.7, num_layers=12)

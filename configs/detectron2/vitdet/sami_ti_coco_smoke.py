@@ -3,7 +3,8 @@
 Same detector, backbone and recipe, shrunk for two CPU cores: 256-pixel LSJ (16x16 tokens, so
 windows of 8 instead of 14, which would be mostly padding), 64 channels instead of 256 in the
 pyramid and heads, 128 sampled RoIs per image, fewer proposals and detections, 2 images per
-iteration, 30 iterations with 3 warm-up iterations, evaluation with COCOEvaluator at the end.
+iteration, 30 iterations on the full config's schedule (warm-up over the first 10%, then
+cosine to 0), evaluation with COCOEvaluator at the end.
 Random initialisation unless ``train.init_checkpoint=...`` is given. The data root can be moved
 with ``SAMI_SMOKE_DATA_ROOT`` (any COCO-layout folder). It checks that everything runs; its AP says
 nothing about the model.
@@ -15,8 +16,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.data.datasets import register_coco_instances
 
 from .common.coco_lsj import lsj_test_augmentations, lsj_train_augmentations
-from .common.schedule import vitdet_lr_multiplier
-from .sami_ti_coco import dataloader, model, optimizer, train
+from .sami_ti_coco import dataloader, lr_multiplier, model, optimizer, train
 
 _REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 DATA_ROOT = os.environ.get('SAMI_SMOKE_DATA_ROOT', os.path.join(_REPO_ROOT, 'data', 'coco_mini'))
@@ -60,5 +60,3 @@ train.log_period = 1
 train.checkpointer.period = 10 * train.max_iter  # no periodic copies: only model_final.pth
 train.checkpointer.max_to_keep = 1
 
-lr_multiplier = vitdet_lr_multiplier(train.max_iter, warmup_iters=3)
-optimizer.lr = 2e-4

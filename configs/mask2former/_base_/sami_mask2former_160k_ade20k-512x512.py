@@ -6,6 +6,11 @@ custom_imports = dict(imports=['mmdet.models', 'efficientsam_plugins.openmmlab.m
 
 crop_size = (512, 512)
 model = dict(
+    # Sliding 512x512 windows (stride 341, mmseg's ViT recipes) at test time: the ViT then sees the
+    # 32x32 token grid it is trained on, where whole-image testing of a 512x683 image would feed it
+    # 32x43. The test images are not padded beforehand (test_cfg=None): Mask2Former sizes each
+    # window's masks to pad_shape when it is set, which would be the whole image's.
+    data_preprocessor=dict(test_cfg=None),
     backbone=dict(
         _delete_=True,
         type='SAMIViT',
@@ -20,11 +25,12 @@ model = dict(
         use_rel_pos=True),
     # ViTDet's simple pyramid from the last block, strides 4/8/16/32: the same neck as detection.
     neck=dict(type='SAMISimpleFPN', backbone_channel=192, out_channels=256, num_outs=4),
-    decode_head=dict(in_channels=[256] * 4))
+    decode_head=dict(in_channels=[256] * 4),
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
-# Backbone lr x0.1 (paper) on top of layer-wise decay 0.9 through SAMIViT.get_layer_depth (the
-# first block trains at 0.1 * 0.9^12 of the head's lr); Mask2Former's query and level embeddings
-# get no weight decay. 1-D parameters and position tables get none either (the constructor's rule).
+# The paper's optimizer: backbone lr x0.1, no layer-wise decay (the _layer-decay variants add 0.9).
+# Mask2Former's query and level embeddings get no weight decay; 1-D parameters (norms, biases) and
+# the position embedding get none either (the constructor's rule).
 embed_multi = dict(lr_mult=1.0, decay_mult=0.0)
 optim_wrapper = dict(
     _delete_=True,
@@ -33,7 +39,7 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     clip_grad=dict(max_norm=0.01, norm_type=2),
     paramwise_cfg=dict(
-        layer_decay_rate=0.9,
+        layer_decay_rate=1.0,
         custom_keys={
             'backbone': dict(lr_mult=0.1),
             'query_embed': embed_multi,

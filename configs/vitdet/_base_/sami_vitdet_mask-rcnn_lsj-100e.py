@@ -9,9 +9,16 @@ custom_imports = dict(imports=['efficientsam_plugins.openmmlab.mmdet'], allow_fa
 image_size = (1024, 1024)
 norm_cfg = dict(type='LN2d', requires_grad=True)
 
+# Training batches are padded to the 1024 square (LSJ crops are at most 1024) and so are test batches
+# (detectron2's square_pad=1024): the ViT always sees the 64x64 token grid its position embeddings and
+# global blocks' relative-position tables are trained on. The test padding is done here rather than
+# with a pipeline Pad, which would widen img_shape and let boxes predicted in the padding escape
+# clipping.
 model = dict(
     data_preprocessor=dict(
+        type='SAMIDetDataPreprocessor',
         pad_size_divisor=32,
+        test_pad_size=image_size,
         batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(
         _delete_=True,
@@ -37,8 +44,6 @@ train_pipeline = [
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
     dict(type='PackDetInputs'),
 ]
-# No fixed-size Pad at test time: it would widen img_shape to the padded square, so boxes predicted
-# in the padding would escape clipping; the data preprocessor pads to a multiple of 32 instead.
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=image_size, keep_ratio=True),
@@ -55,8 +60,10 @@ train_dataloader = dict(
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# AdamW, lr 2e-4 at batch 64 (paper), weight decay 0.1, layer-wise lr decay through the backbone's
-# get_layer_depth. AMP on GPU; CPU runs use OptimWrapper (the smoke config does).
+# AdamW, lr 2e-4 at batch 64 (paper), weight decay 0.1 (none for norms, biases and the position
+# embedding; relative-position tables are decayed, as in both ViTDet implementations), layer-wise lr
+# decay 0.7 through the backbone's get_layer_depth. AMP on GPU; CPU runs use OptimWrapper (the smoke
+# config does).
 optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
@@ -64,19 +71,21 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.7),
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.1))
 
-# 100 epochs = 184,375 iterations at batch 64; lr x0.1 at 88.9% and 96.3% of training.
-max_iters = 184375
-interval = 5000
+# The paper's schedule: 100 epochs, linear warm-up over the first 10, then cosine decay to 0, stepped
+# every iteration (convert_to_iter_based), so it follows the epoch length of any batch size. The
+# cosine ends with training (`end` defaults to max_epochs). An epoch is one pass over the ~117k
+# training images with annotations, ~1,830 iterations at batch 64 (detectron2's ViTDet counts 118,000).
+max_epochs = 100
+warmup_epochs = 10
+interval = 5
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),
-    dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[163889, 177546],
-         gamma=0.1),
+    dict(type='LinearLR', start_factor=0.001, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=interval,
-                 dynamic_intervals=[(max_iters // interval * interval + 1, max_iters)])
+train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=interval)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, save_last=True, interval=interval,
-                    max_keep_ckpts=5))
-log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
+    checkpoint=dict(type='CheckpointHook', by_epoch=True, save_last=True, interval=interval, max_keep_ckpts=5))
+log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 auto_scale_lr = dict(enable=False, base_batch_size=64)
