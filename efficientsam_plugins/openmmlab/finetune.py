@@ -3,13 +3,13 @@ loss, and promptable mIoU evaluation through the shared evaluation code."""
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.registry import MODELS
 
 from ..evaluation.dataset import ImageInfo, Instance
 from ..evaluation.promptable import PromptProtocol, evaluate_image
 from ..evaluation.segmenters import EfficientSamSegmenter
-from mmengine.logging import print_log
 
 from ..models.checkpoint import load_prefixed
 from ..models.convert import load_encoder_weights
@@ -129,17 +129,23 @@ class EfficientSamFinetuner(BaseModel):
                 data_samples: Sequence[dict]) -> List[Dict[str, Any]]:
         """Promptable evaluation of each image with :attr:`eval_protocol`: the per-instance records
         that :class:`~efficientsam_plugins.openmmlab.metric.PromptableIoUMetric` aggregates."""
-        was_training = self.model.training
-        segmenter = EfficientSamSegmenter(self.model)  # sets eval mode
-        outputs = []
-        try:
-            for image, sample in zip(inputs, data_samples):
-                gt = sample['gt_masks'].cpu().numpy()
-                instances = [Instance(int(a), int(c), m, int(m.sum()))
-                             for a, c, m in zip(sample['annotation_ids'], sample['category_ids'], gt)]
-                info = ImageInfo(int(sample['image_id']), sample.get('img_path', ''), gt.shape[-1], gt.shape[-2])
-                outputs.append(dict(image_id=info.id,
-                                    records=evaluate_image(segmenter, info, image, instances, self.eval_protocol)))
-        finally:
-            self.model.train(was_training)
-        return outputs
+        return promptable_records(self.model, EfficientSamSegmenter(self.model), inputs, data_samples,
+                                  self.eval_protocol)
+
+
+def promptable_records(model: torch.nn.Module, segmenter, inputs, data_samples: Sequence[dict],
+                       protocol) -> List[Dict[str, Any]]:
+    """The per-instance records of every image of a batch under ``protocol``, evaluated through
+    ``segmenter`` (which puts ``model`` in eval mode; its training mode is restored)."""
+    was_training = model.training
+    outputs = []
+    try:
+        for image, sample in zip(inputs, data_samples):
+            gt = sample['gt_masks'].cpu().numpy()
+            instances = [Instance(int(a), int(c), m, int(m.sum()))
+                         for a, c, m in zip(sample['annotation_ids'], sample['category_ids'], gt)]
+            info = ImageInfo(int(sample['image_id']), sample.get('img_path', ''), gt.shape[-1], gt.shape[-2])
+            outputs.append(dict(image_id=info.id, records=evaluate_image(segmenter, info, image, instances, protocol)))
+    finally:
+        model.train(was_training)
+    return outputs

@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
@@ -47,5 +48,9 @@ class EfficientSamExportHook(Hook):
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         self.path = os.path.join(self.out_dir or runner.work_dir, self.filename)
-        save_official_efficientsam(model.model.state_dict(), self.path, model.model_config)
-        runner.logger.info(f'EfficientSAM checkpoint (official layout) saved to {self.path}')
+        self.save(model, self.path)
+
+    def save(self, model, path: str) -> None:
+        """Writes the trained ``model`` (the mmengine wrapper of the core model) to ``path``."""
+        save_official_efficientsam(model.model.state_dict(), path, model.model_config)
+        print_log(f'EfficientSAM checkpoint (official layout) saved to {path}', logger='current')

@@ -6,18 +6,15 @@ Registers in mmengine's root registries (``default_scope='mmengine'``): ``Squeez
 :mod:`.whole_object` (TRANSFORMS), plus everything :mod:`.efficientsam` registers (its data
 preprocessor, dataset, collate function and promptable metric, which SqueezeSAM reuses).
 """
-import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
-from mmengine.dist import get_rank, is_main_process
-from mmengine.hooks import Hook
+from mmengine.dist import get_rank
 from mmengine.logging import MessageHub, print_log
-from mmengine.model import BaseModel, is_model_wrapper
+from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, HOOKS, MODELS
 
-from ..evaluation.dataset import ImageInfo, Instance
-from ..evaluation.promptable import PromptProtocol, evaluate_image
+from ..evaluation.promptable import PromptProtocol
 from ..evaluation.segmenters import PredictorSegmenter
 from ..fileio import atomic_write_json
 from ..models.checkpoint import load_prefixed, save_checkpoint
@@ -28,6 +25,8 @@ from ..models.sami.teachers import TeacherSlot
 from ..models.squeeze_sam import SqueezeSam, SqueezeSamPredictor, build_squeeze_sam, resolve_config
 from ..models.squeeze_sam.distill import TeacherEmbeddingCache, bind_teacher, build_mask_teacher
 from . import efficientsam  # noqa: F401  (registers the shared data preprocessor, dataset, collate, metric)
+from .finetune import promptable_records
+from .hooks import EfficientSamExportHook
 from .whole_object import SqueezeSamSA1BDataset
 
 DATASETS.register_module(name='SqueezeSamSA1BDataset', module=SqueezeSamSA1BDataset)
@@ -158,20 +157,8 @@ class SqueezeSamTrainer(BaseModel):
     def predict(self, inputs, data_samples: Sequence[dict]) -> List[Dict[str, Any]]:
         """Promptable evaluation with :attr:`eval_protocol` through :class:`SqueezeSamPredictor`:
         the records :class:`~efficientsam_plugins.openmmlab.metric.PromptableIoUMetric` aggregates."""
-        was_training = self.model.training
-        segmenter = PredictorSegmenter(SqueezeSamPredictor(self.model))  # sets eval mode
-        outputs = []
-        try:
-            for image, sample in zip(inputs, data_samples):
-                gt = sample['gt_masks'].cpu().numpy()
-                instances = [Instance(int(a), int(c), m, int(m.sum()))
-                             for a, c, m in zip(sample['annotation_ids'], sample['category_ids'], gt)]
-                info = ImageInfo(int(sample['image_id']), sample.get('img_path', ''), gt.shape[-1], gt.shape[-2])
-                outputs.append(dict(image_id=info.id,
-                                    records=evaluate_image(segmenter, info, image, instances, self.eval_protocol)))
-        finally:
-            self.model.train(was_training)
-        return outputs
+        return promptable_records(self.model, PredictorSegmenter(SqueezeSamPredictor(self.model)), inputs,
+                                  data_samples, self.eval_protocol)
 
 
 def save_squeeze_sam(state_dict: Mapping[str, torch.Tensor], path: str, config: Mapping[str, Any]) -> str:
@@ -183,23 +170,16 @@ def save_squeeze_sam(state_dict: Mapping[str, torch.Tensor], path: str, config: 
 
 
 @HOOKS.register_module(name='SqueezeSamExportHook')
-class SqueezeSamExportHook(Hook):
+class SqueezeSamExportHook(EfficientSamExportHook):
     """Writes ``<out_dir or work_dir>/<filename>`` (+ ``.config.json``) after training, loadable by
     :func:`build_squeeze_sam` and :class:`SqueezeSamPredictor`; the teacher is never part of it."""
 
-    priority = 'LOW'
-
     def __init__(self, filename: str = 'squeezesam_trained.pt', out_dir: Optional[str] = None) -> None:
-        self.filename, self.out_dir = filename, out_dir
-        self.path: Optional[str] = None
+        super().__init__(filename, out_dir)
 
-    def after_train(self, runner) -> None:
-        if not is_main_process():
-            return
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        self.path = os.path.join(self.out_dir or runner.work_dir, self.filename)
-        save_squeeze_sam(model.model.state_dict(), self.path, model.model_config)
-        print_log(f'SqueezeSAM checkpoint saved to {self.path}', logger='current')
+    def save(self, model, path: str) -> None:
+        save_squeeze_sam(model.model.state_dict(), path, model.model_config)
+        print_log(f'SqueezeSAM checkpoint saved to {path}', logger='current')
 
 
 __all__ = ['SqueezeSamTrainer', 'SqueezeSamSA1BDataset', 'SqueezeSamExportHook', 'squeeze_sam_decoder',
