@@ -31,6 +31,7 @@ setup(
         # detectron2 is not on PyPI: install it from its git repository (README, "detectron2").
         'detectron2': ['fvcore', 'pycocotools'],
         'export': pinned('onnx', 'onnxruntime', 'ml_dtypes'),
+        'int8': pinned('torchao'),  # SqueezeSAM's PT2E int8 path
         'dev': pinned('pytest'),
     },
 )

@@ -1,16 +1,28 @@
-"""Parameters, FLOPs and latency of EfficientSAM's image encoder and prompt decoder.
+"""Parameters, FLOPs and latency of EfficientSAM's image encoder and prompt decoder, and of
+SqueezeSAM (fp32 and int8) beside it.
 
     python tools/benchmark.py                         # Ti and S, fused (SDPA) vs eager attention
     python tools/benchmark.py --models ti --attention eager --runs 5
+    python tools/benchmark.py --models ti s squeezesam --attention sdpa   # + SqueezeSAM fp32 / int8
 
 Latency is the median of ``--runs`` timed runs after ``--warmup`` untimed ones, on the device
 given (CPU by default, with the torch thread count printed). The decoder is timed through
 :class:`EfficientSamPredictor` after ``set_image``: ``per extra box`` is the slope between one box
 and ``--queries`` boxes decoded in one call (full-resolution masks included).
+
+SqueezeSAM has no image encoder to share: every query is a whole network pass at 512x512, timed
+the same way (one query, then the slope up to ``--squeezesam-queries``), in fp32 and, with
+``--precisions int8``, PT2E int8 lowered by inductor (the first call compiles; it is not timed).
+Its weights were never published, so it runs on random weights with BatchNorm statistics of the
+bundled COCO train images, calibrated on the same images; the int8 masks are compared with the
+fp32 ones (mean IoU) on the bundled val images and dogs.png, four prompts each. The last table
+adds it up: Q queries on one image cost EfficientSAM one encoder pass + Q decoder calls,
+SqueezeSAM Q passes.
 """
 import argparse
 import os
 import sys
+import warnings
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -20,6 +32,10 @@ from efficientsam_plugins.cli import (median_seconds, non_negative_int, positive
                                       torch_device)
 from efficientsam_plugins.models import eager_attention  # noqa: E402
 from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam  # noqa: E402
+from efficientsam_plugins.models.squeeze_sam import SqueezeSamPredictor, build_squeeze_sam  # noqa: E402
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+QUERY_COUNTS = (1, 4, 16, 64)
 
 
 @torch.no_grad()
@@ -50,9 +66,99 @@ def benchmark(config: str, attention: str, args) -> dict:
                 extra_box_ms=(many_s - one_s) / (args.queries - 1) * 1e3)
 
 
+def bundled_images(split: str) -> list:
+    """Float ``[3, H, W]`` images of data/coco_mini/<split> (val: dogs.png first)."""
+    from efficientsam_plugins.evaluation import load_rgb_image
+    folder = os.path.join(REPO, 'data', 'coco_mini', split)
+    paths = [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+    if split == 'val2017':
+        paths.insert(0, os.path.join(REPO, 'tests', 'data', 'efficientsam_tiny', 'dogs.png'))
+    return [torch.from_numpy(load_rgb_image(path)).permute(2, 0, 1).float() / 255 for path in paths]
+
+
+@torch.no_grad()
+def int8_agreement(fp32, int8, images, queries: int = 4) -> float:
+    """Mean IoU of int8 and fp32 best-IoU masks over ``queries`` seeded prompts per image."""
+    from efficientsam_plugins.models.squeeze_sam.quantize import random_prompts
+    generator, ious = torch.Generator().manual_seed(1), []
+    predictors = SqueezeSamPredictor(fp32, queries), SqueezeSamPredictor(int8, queries)
+    for image in images:
+        points, labels = random_prompts(*image.shape[-2:], queries, generator)
+        boxes = torch.cat([points[0::2, 0], points[0::2, 1]], dim=1)
+        masks = []
+        for predictor in predictors:
+            predictor.set_image(image)
+            masks.append(torch.cat([predictor.predict_torch(boxes=boxes, best_only=True)[0],
+                                    predictor.predict_torch(points=points[1::2, :1], best_only=True)[0]]))
+        a, b = (m.flatten(1) for m in masks)
+        ious.append((a & b).sum(1) / (a | b).sum(1).clamp(min=1))
+    return float(torch.cat(ious).mean())
+
+
+@torch.no_grad()
+def benchmark_squeeze_sam(args) -> list:
+    """SqueezeSAM rows, per precision: params, MACs and latency per query, int8 agreement."""
+    from efficientsam_plugins.models.squeeze_sam.quantize import (calibration_inputs, quantize_int8,
+                                                                  recalibrate_batchnorm)
+    torch.manual_seed(0)
+    fp32 = build_squeeze_sam('base')
+    calibration = calibration_inputs(fp32, bundled_images('train2017'))
+    recalibrate_batchnorm(fp32, calibration)
+    frame = (torch.rand(3, args.image_height, args.image_width) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    box = [args.image_width * 0.2, args.image_height * 0.2, args.image_width * 0.7, args.image_height * 0.8]
+    with eager_attention(), FlopCounterMode(display=False) as counter:
+        predictor = SqueezeSamPredictor(fp32)
+        predictor.set_image(frame)
+        predictor.predict_torch(boxes=[box])
+    macs = counter.get_total_flops() / 2
+    rows = []
+    for precision in args.precisions:
+        model = fp32
+        if precision == 'int8':
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', DeprecationWarning)  # torchao's own imports
+                model = quantize_int8(fp32, calibration)
+        predictor = SqueezeSamPredictor(model, max_queries_per_batch=args.squeezesam_queries)
+        predictor.set_image(frame)
+        one = lambda: predictor.predict_torch(boxes=[box])  # noqa: E731
+        many = lambda: predictor.predict_torch(boxes=[box] * args.squeezesam_queries)  # noqa: E731
+        one(), many()  # int8: compiles for both batch sizes
+        one_s = median_seconds(one, args.runs, args.warmup)
+        many_s = median_seconds(many, args.runs, args.warmup)
+        agreement = int8_agreement(fp32, model, bundled_images('val2017')) if precision == 'int8' else None
+        rows.append(dict(model='SqueezeSAM', precision=precision, params=sum(p.numel() for p in fp32.parameters()),
+                         gmacs_per_query=macs / 1e9, first_query_ms=one_s * 1e3,
+                         extra_query_ms=(many_s - one_s) / (args.squeezesam_queries - 1) * 1e3,
+                         iou_vs_fp32=agreement))
+    return rows
+
+
+def print_comparison(efficient_sam_rows: list, squeeze_sam_rows: list) -> None:
+    """Per-query cost side by side, and the total for Q queries on one image."""
+    rows = [dict(name=f"{r['model']} fp32", params=r['params'], once_gmacs=r['encoder_gflops'] / 2,
+                 query_gmacs=r['decoder_gflops'] / 2, once_ms=r['encoder_ms'], first_ms=r['first_box_ms'],
+                 extra_ms=r['extra_box_ms']) for r in efficient_sam_rows if r['attention'] == 'sdpa']
+    rows += [dict(name=f"SqueezeSAM {r['precision']}", params=r['params'], once_gmacs=0.0,
+                  query_gmacs=r['gmacs_per_query'], once_ms=0.0, first_ms=r['first_query_ms'],
+                  extra_ms=r['extra_query_ms']) for r in squeeze_sam_rows]
+    print('\n| model | params | GMACs once per image | GMACs per query | ms once per image | '
+          'ms first query | ms per extra query | ' + ' | '.join(f'ms for {q} queries' for q in QUERY_COUNTS) + ' |')
+    print('|' + '---|' * (7 + len(QUERY_COUNTS)))
+    for r in rows:
+        totals = [r['once_ms'] + r['first_ms'] + (q - 1) * r['extra_ms'] for q in QUERY_COUNTS]
+        print(f"| {r['name']} | {r['params']:,} | {r['once_gmacs']:.1f} | {r['query_gmacs']:.2f} | "
+              f"{r['once_ms']:.0f} | {r['first_ms']:.0f} | {r['extra_ms']:.0f} | "
+              + ' | '.join(f'{t:.0f}' for t in totals) + ' |')
+    for r in squeeze_sam_rows:
+        if r['iou_vs_fp32'] is not None:
+            fp32 = next((f for f in squeeze_sam_rows if f['precision'] == 'fp32'), None)
+            speedup = f", {fp32['first_query_ms'] / r['first_query_ms']:.2f}x faster per query than fp32" if fp32 else ''
+            print(f"SqueezeSAM {r['precision']}: mean mask IoU {r['iou_vs_fp32']:.3f} against fp32{speedup}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--models', nargs='+', default=['ti', 's'], choices=['ti', 's'])
+    parser.add_argument('--models', nargs='+', default=['ti', 's'], choices=['ti', 's', 'squeezesam'])
     parser.add_argument('--attention', nargs='+', default=['sdpa', 'eager'], choices=['sdpa', 'eager'],
                         help='fused scaled_dot_product_attention and/or the official explicit softmax(QK^T)V')
     parser.add_argument('--image-width', type=positive_int, default=1024, help='original image size for the predictor')
@@ -61,9 +167,26 @@ def main(argv=None) -> int:
     parser.add_argument('--runs', type=positive_int, default=5)
     parser.add_argument('--warmup', type=non_negative_int, default=2)
     parser.add_argument('--device', default='cpu', type=torch_device)
+    parser.add_argument('--precisions', nargs='+', default=['fp32', 'int8'], choices=['fp32', 'int8'],
+                        help='SqueezeSAM precisions (int8: PT2E on CPU, needs torchao and a C++ compiler)')
+    parser.add_argument('--squeezesam-queries', type=positive_int, default=4,
+                        help='queries per call for SqueezeSAM\'s per-extra-query slope')
+    parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16'], default='fp32',
+                        help='with --device cuda: autocast dtype of the throughput protocol')
+    parser.add_argument('--compile', action='store_true', help='with --device cuda: torch.compile the model calls')
     args = parser.parse_args(argv)
-    if args.queries < 2:
-        parser.error('--queries must be at least 2')
+    if torch.device(args.device).type == 'cuda':  # the paper's throughput protocol (Table 8)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from benchmark_throughput import main as throughput_main
+        models = [{'ti': 'efficientsam_ti', 's': 'efficientsam_s'}.get(m, m) for m in args.models]
+        return throughput_main(['--device', args.device, '--precision', args.precision, '--models', *models]
+                               + ['--compile'] * args.compile)
+    for flag, value in (('--queries', args.queries), ('--squeezesam-queries', args.squeezesam_queries)):
+        if value < 2:
+            parser.error(f'{flag} must be at least 2 (the per-extra-query slope needs two calls)')
+    if 'squeezesam' in args.models and 'int8' in args.precisions and args.device != 'cpu':
+        parser.error('int8 SqueezeSAM runs on the CPU only (use --device cpu or --precisions fp32)')
+    efficient_sam_configs = [m for m in args.models if m != 'squeezesam']
 
     print(f'torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, '
           f'median of {args.runs} runs after {args.warmup} warm-up')
@@ -72,17 +195,19 @@ def main(argv=None) -> int:
     print(header)
     print('|' + '---|' * header.count(' | ') + '---|')
     rows = []
-    for config in args.models:
+    for config in efficient_sam_configs:
         for attention in args.attention:
             rows.append(r := benchmark(config, attention, args))
             print(f"| {r['model']} | {r['attention']} | {r['params']:,} | {r['encoder_gflops']:.1f} | "
                   f"{r['decoder_gflops']:.2f} | {r['encoder_ms']:.0f} | {r['first_box_ms']:.1f} | "
                   f"{r['extra_box_ms']:.1f} |", flush=True)
-    for config in args.models:
+    for config in efficient_sam_configs:
         by_attention = {r['attention']: r for r in rows if r['model'].endswith(config.upper())}
         if {'sdpa', 'eager'} <= set(by_attention):
             speedup = by_attention['eager']['encoder_ms'] / by_attention['sdpa']['encoder_ms']
             print(f'EfficientSAM-{config.upper()}: encoder {speedup:.2f}x faster with fused attention')
+    if 'squeezesam' in args.models:
+        print_comparison(rows, benchmark_squeeze_sam(args))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Promptable segmentation mIoU of EfficientSAM on a COCO- or LVIS-format dataset.
+"""Promptable segmentation mIoU of EfficientSAM or SqueezeSAM on a COCO- or LVIS-format dataset.
 
 Every non-crowd ground-truth instance is prompted with its tight box and with 1..K simulated
 clicks. ``--protocol paper`` (default, the EfficientSAM paper's): every click uniform in the mask,
@@ -11,8 +11,13 @@ efficientsam_plugins/evaluation/clicks.py). The mask with the highest predicted 
         --img-dir data/coco/val2017 --config ti --checkpoint efficientsam_ti \
         --prompts box 1 3 --protocol paper --out miou.json --dump-predictions masks.json
 
-Prints the protocol and a table of mIoU (%) overall and per COCO size; ``--out`` writes both as
-JSON (fractions).
+    python tools/eval_promptable.py --model squeezesam --checkpoint squeeze_sam.pt \
+        --ann-file data/coco/annotations/instances_val2017_lvis.json --img-dir data/coco/val2017 \
+        --prompts box 1 3 --protocol sam
+
+(``instances_val2017_lvis.json``: COCO masks upgraded with LVIS ones by tools/merge_lvis_masks.py,
+the SqueezeSAM blog's protocol.) Prints the protocol and a table of mIoU (%) overall and per COCO
+size; ``--out`` writes both as JSON (fractions).
 Output files appear complete at the end of the run or not at all.
 """
 import argparse
@@ -26,9 +31,15 @@ from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, t
 from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceDataset, PromptProtocol,  # noqa: E402
                                              atomic_write_json, evaluate_dataset, format_table,
                                              load_efficient_sam)
+from efficientsam_plugins.evaluation.segmenters import SqueezeSamSegmenter, load_squeeze_sam  # noqa: E402
 from efficientsam_plugins.evaluation.clicks import CLICK_PRESETS, CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS  # noqa: E402
 from efficientsam_plugins.fileio import check_output_path  # noqa: E402
 from efficientsam_plugins.evaluation.promptable import parse_prompts  # noqa: E402
+
+# --model: (loader of CLI strings, segmenter, default config, default queries per call)
+MODELS = dict(efficientsam=(lambda config, checkpoint, device: load_efficient_sam(config or 'ti', checkpoint, device),
+                            EfficientSamSegmenter, 'ti', 64),
+              squeezesam=(load_squeeze_sam, SqueezeSamSegmenter, 'base', 8))
 
 
 def parse_args(argv=None):
@@ -36,7 +47,10 @@ def parse_args(argv=None):
     parser.add_argument('--ann-file', required=True, help='COCO/LVIS instances JSON')
     parser.add_argument('--img-dir', required=True, help='folder of the images')
     parser.add_argument('--format', default='auto', choices=['auto', 'coco', 'lvis'])
-    parser.add_argument('--config', default='ti', help='ti, s, a JSON object of overrides, or a .json file')
+    parser.add_argument('--model', default='efficientsam', choices=sorted(MODELS),
+                        help='efficientsam (default) or squeezesam')
+    parser.add_argument('--config', help='EfficientSAM: ti (default), s; SqueezeSAM: base (default); or a JSON '
+                        'object of overrides, or a .json file')
     parser.add_argument('--checkpoint', help='checkpoint path or zoo name (efficientsam_ti, efficientsam_s)')
     parser.add_argument('--prompts', nargs='+', default=['box', '1', '3'],
                         help='"box" and/or click counts (default: box 1 3)')
@@ -54,7 +68,9 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=non_negative_int, default=0, help='seed of the random clicks')
     parser.add_argument('--device', default='cpu', type=torch_device)
     parser.add_argument('--max-images', type=positive_int, help='evaluate only the first N images (by id)')
-    parser.add_argument('--max-queries-per-batch', type=positive_int, default=64)
+    parser.add_argument('--max-queries-per-batch', type=positive_int,
+                        help='queries per model call (default: EfficientSAM 64, SqueezeSAM 8: its '
+                             'activations grow with every query)')
     parser.add_argument('--out', help='write the summary JSON here')
     parser.add_argument('--dump-predictions', metavar='FILE',
                         help='write every predicted mask (RLE) with image id, annotation id and prompt')
@@ -74,8 +90,9 @@ def main(argv=None) -> int:
     dataset = InstanceDataset(args.ann_file, args.img_dir, args.format)
     if args.checkpoint is None:
         print('warning: no --checkpoint, evaluating randomly initialised weights', file=sys.stderr)
-    model = load_efficient_sam(args.config, args.checkpoint, args.device)
-    segmenter = EfficientSamSegmenter(model, args.max_queries_per_batch)
+    load, segmenter_class, default_config, default_batch = MODELS[args.model]
+    model = load(args.config, args.checkpoint, args.device)
+    segmenter = segmenter_class(model, args.max_queries_per_batch or default_batch)
     image_ids = dataset.image_ids[:args.max_images] if args.max_images else None
     start = time.perf_counter()
     result = evaluate_dataset(dataset, segmenter, protocol, image_ids,
@@ -84,8 +101,8 @@ def main(argv=None) -> int:
     print(format_table(result.summary, result.protocol))
     print(f'{result.num_images} images in {seconds:.1f}s; {len(result.empty_annotation_ids)} '
           f'non-crowd annotations with an empty mask were skipped')
-    settings = dict(ann_file=args.ann_file, img_dir=args.img_dir, format=dataset.format,
-                    config=args.config, checkpoint=args.checkpoint, prompts=protocol.prompt_names,
+    settings = dict(ann_file=args.ann_file, img_dir=args.img_dir, format=dataset.format, model=args.model,
+                    config=args.config or default_config, checkpoint=args.checkpoint, prompts=protocol.prompt_names,
                     **result.protocol.settings(), num_images=result.num_images)
     if args.dump_predictions:
         atomic_write_json(args.dump_predictions, dict(settings=settings, predictions=result.records))

@@ -80,6 +80,15 @@ class EfficientSamSegmenter(PredictorSegmenter):
         super().__init__(EfficientSamPredictor(model, max_queries_per_batch))
 
 
+class SqueezeSamSegmenter(PredictorSegmenter):
+    """:class:`PredictorSegmenter` of a SqueezeSAM model (or its int8 form); every query is a whole
+    network pass, and activations grow with ``max_queries_per_batch`` (about 0.13 GB a query at 512x512)."""
+
+    def __init__(self, model, max_queries_per_batch: int = 8) -> None:
+        from ..models.squeeze_sam import SqueezeSamPredictor
+        super().__init__(SqueezeSamPredictor(model, max_queries_per_batch))
+
+
 class GroundTruthSegmenter(Segmenter):
     """Oracle: answers every query with the ground-truth mask of its key (an annotation id)."""
 
@@ -139,3 +148,17 @@ def load_efficient_sam(config: str = 'ti', checkpoint: Optional[str] = None, dev
     """EfficientSAM in eval mode from CLI-style config and checkpoint (path, URL or zoo name) strings."""
     from ..models.efficient_sam import build_efficient_sam
     return build_efficient_sam(parse_model_config(config), checkpoint).to(device)
+
+
+def load_squeeze_sam(config: Optional[str] = None, checkpoint: Optional[str] = None, device: str = 'cpu'):
+    """SqueezeSAM in eval mode from CLI-style strings: ``config`` ``base`` (default) or a JSON object /
+    file of the official constructor's arguments; a zoo name of a SqueezeSAM entry as ``checkpoint``
+    brings its own architecture (then ``config`` must be left out)."""
+    from ..models.squeeze_sam import SqueezeSamPredictor, build_squeeze_sam
+    from ..zoo import list_entries
+    if checkpoint is not None and checkpoint.removeprefix('zoo://') in {
+            e.name for e in list_entries() if e.arch and e.arch.family == 'squeezesam'}:
+        if config is not None:
+            raise ValueError(f'zoo entry {checkpoint} defines its architecture; leave out the model config')
+        return SqueezeSamPredictor.from_pretrained(checkpoint.removeprefix('zoo://'), device=device).model
+    return build_squeeze_sam(parse_model_config(config or 'base'), checkpoint).to(device)
