@@ -58,6 +58,24 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 positive_int, non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
+def _fraction(include_zero: bool) -> Callable[[str], float]:
+    """An argparse type for a threshold in [0, 1] (or (0, 1]), rejected before any work."""
+    interval = '[0, 1]' if include_zero else '(0, 1]'
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+        if not (0 <= value <= 1 if include_zero else 0 < value <= 1):
+            raise argparse.ArgumentTypeError(f'must be in {interval}, got {value}')
+        return value
+    return parse
+
+
+fraction, positive_fraction = _fraction(True), _fraction(False)
+
+
 def torch_device(text: str) -> str:
     """argparse type of ``--device``: a device torch knows and this machine has (so ``cuda`` on a
     machine without a GPU fails at once instead of after loading the data)."""

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import run_tool  # noqa: E402
+from efficientsam_plugins.cli import positive_fraction, run_tool  # noqa: E402
 from efficientsam_plugins.fileio import atomic_write, check_output_path  # noqa: E402
 from efficientsam_plugins.tool_models import add_model_arguments, load_predictor  # noqa: E402
 
@@ -36,17 +36,6 @@ MASK_COLOR = (0, 200, 120)
 # Anchors of the saliency heat map (black, purple, red, orange, pale yellow), evenly spaced in [0, 1].
 HEAT_ANCHORS = np.array([(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)], np.float32)
 ASPECT_TOLERANCE = 0.02  # a map of another aspect ratio is taken for the map of another image
-
-
-def threshold_fraction(text: str) -> float:
-    """argparse type of ``--threshold``: a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f'must be in (0, 1], got {value}')
-    return value
 
 
 def check_image_output(flag: str, path: str, png_only: bool) -> str:
@@ -174,7 +163,7 @@ def main(argv=None) -> int:
     add_model_arguments(parser, default='efficientsam_ti')
     parser.add_argument('--saliency', help="a salient-object model's map of the image (.png or other "
                         'image, or .npy); default: the spectral residual of the image')
-    parser.add_argument('--threshold', default=0.5, type=threshold_fraction,
+    parser.add_argument('--threshold', default=0.5, type=positive_fraction,
                         help='saliency threshold of the blob, in (0, 1] (default: 0.5)')
     args = parser.parse_args(argv)
 

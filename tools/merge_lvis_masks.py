@@ -14,27 +14,17 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
-from efficientsam_plugins.cli import run_tool  # noqa: E402
+from efficientsam_plugins.cli import positive_fraction, run_tool  # noqa: E402
 from efficientsam_plugins.evaluation.dataset import read_json  # noqa: E402
 from efficientsam_plugins.evaluation.lvis_merge import DEFAULT_MIN_IOU, merge_lvis_masks  # noqa: E402
 from efficientsam_plugins.fileio import atomic_write_json, check_output_path  # noqa: E402
-
-
-def unit_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f'must be in (0, 1], got {value}')
-    return value
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--coco', required=True, help='COCO instances JSON (e.g. instances_val2017.json)')
     parser.add_argument('--lvis', required=True, help='LVIS annotations JSON of the same images (lvis_v1_val.json)')
-    parser.add_argument('--min-iou', type=unit_interval, default=DEFAULT_MIN_IOU,
+    parser.add_argument('--min-iou', type=positive_fraction, default=DEFAULT_MIN_IOU,
                         help=f'mask IoU a COCO/LVIS pair needs to count as one object (default {DEFAULT_MIN_IOU})')
     parser.add_argument('--out', required=True, help='merged COCO-format JSON to write')
     parser.add_argument('--report', help='also write the counts as JSON here')

@@ -21,20 +21,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool  # noqa: E402
+from efficientsam_plugins.cli import fraction, non_negative_int, positive_int, run_tool  # noqa: E402
 from efficientsam_plugins.fileio import atomic_write_json, check_output_path  # noqa: E402
 from efficientsam_plugins.tool_models import add_model_arguments, load_predictor  # noqa: E402
-
-
-def fraction(text: str) -> float:
-    """argparse type of a threshold in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {value}')
-    return value
 
 
 def read_boxes(path: str) -> np.ndarray:
