@@ -23,8 +23,9 @@ def eager_attention(enabled: bool = True) -> Iterator[None]:
 
 def dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Attention over ``[..., tokens, head_dim]`` tensors with an optional additive bias."""
-    if _EAGER.get():
+    """Attention over ``[..., tokens, head_dim]`` tensors with an optional additive bias; under
+    ``torch.compile`` / ``torch.export`` always the fused kernel (dynamo cannot read a ContextVar)."""
+    if not torch.compiler.is_compiling() and _EAGER.get():
         attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
         if bias is not None:
             attn = attn + bias

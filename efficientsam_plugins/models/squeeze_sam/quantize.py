@@ -18,21 +18,13 @@ enter the next convolution exactly, whose zero padding would see it at the borde
 import contextlib
 import copy
 from typing import Iterable, List, Optional, Sequence, Tuple
-from unittest import mock
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .. import transformer
 from .squeeze_sam import SqueezeSam
 from .unet_decoder import LinearUpsample2x
 from .unet_encoder import ConvReluNorm
-
-
-def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 
 class ChannelShift(nn.Module):
@@ -202,12 +194,9 @@ def quantize_int8(model: SqueezeSam, calibration: Sequence[torch.Tensor], compil
     queries = torch.export.Dim('queries', min=1, max=max_queries)
     example = calibration[0][:2] if calibration[0].shape[0] >= 2 else calibration[0].repeat(2, 1, 1, 1)
     with torch.no_grad():
-        # Strict (dynamo) export: the quantizer finds its conv/linear patterns by their source
-        # modules. Dynamo cannot read the core's eager-attention switch (a ContextVar), so the
-        # export traces the fused kernel directly.
-        with mock.patch.object(transformer, 'dot_product_attention', _fused_attention):
-            exported = torch.export.export(network, (example,), dynamic_shapes=({0: queries},),
-                                           strict=True).module()
+        # Strict (dynamo) export: the quantizer finds its conv/linear patterns by their source modules.
+        exported = torch.export.export(network, (example,), dynamic_shapes=({0: queries},),
+                                       strict=True).module()
         # Convolutions only: the transformer and the heads work on a few tokens at the coarsest
         # level, so int8 would add error there and save nothing.
         quantizer = x86.X86InductorQuantizer().set_module_type_qconfig(
