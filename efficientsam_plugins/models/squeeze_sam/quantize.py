@@ -22,7 +22,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .squeeze_sam import SqueezeSam
+from .squeeze_sam import SqueezeSam, check_prompts
 from .unet_decoder import LinearUpsample2x
 from .unet_encoder import ConvReluNorm
 
@@ -116,13 +116,7 @@ class Int8SqueezeSam(nn.Module):
                       batched_point_labels: torch.Tensor, input_h: int, input_w: int,
                       previous_masks: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`SqueezeSam.predict_masks` (which validates the prompts the same way)."""
-        if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
-            raise ValueError(f'batched_points must be [B, Q, N, 2], got {tuple(batched_points.shape)}')
-        if batched_point_labels.shape != batched_points.shape[:3]:
-            raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
-                             f'got {tuple(batched_point_labels.shape)}')
-        if images.shape[0] != batched_points.shape[0]:
-            raise ValueError(f'{images.shape[0]} images for prompts of {batched_points.shape[0]} images')
+        check_prompts(images, batched_points, batched_point_labels)
         b, nq = batched_points.shape[:2]
         fused = self.early_fusion(images, batched_points, batched_point_labels, input_h, input_w, previous_masks)
         # Inductor's freezing (read by dynamo when it compiles, at the first call of each shape)

@@ -85,13 +85,7 @@ class SqueezeSam(nn.Module):
         """Preprocessed ``[B, 3, S, S]`` images (:meth:`preprocess`), ``[B, Q, N, 2]`` (x, y) pixels of
         the ``input_h x input_w`` originals and ``[B, Q, N]`` labels (1 point, 2/3 box corners, -1
         padding; 0 negative) to (low-res logits ``[B, Q, M, S/p, S/p]``, IoU ``[B, Q, M]``)."""
-        if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
-            raise ValueError(f'batched_points must be [B, Q, N, 2], got {tuple(batched_points.shape)}')
-        if batched_point_labels.shape != batched_points.shape[:3]:
-            raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
-                             f'got {tuple(batched_point_labels.shape)}')
-        if images.shape[0] != batched_points.shape[0]:
-            raise ValueError(f'{images.shape[0]} images for prompts of {batched_points.shape[0]} images')
+        check_prompts(images, batched_points, batched_point_labels)
         b, nq = batched_points.shape[:2]
         fused = self.early_fusion(images, batched_points, batched_point_labels, input_h, input_w, previous_masks)
         features = self.unet_encoder(self.patch_embed(fused))
@@ -112,6 +106,17 @@ class SqueezeSam(nn.Module):
             logits = F.interpolate(logits.flatten(0, 1), (input_h, input_w), mode='bicubic').view(
                 *logits.shape[:3], input_h, input_w)
         return logits, iou
+
+
+def check_prompts(images: torch.Tensor, batched_points: torch.Tensor, batched_point_labels: torch.Tensor) -> None:
+    """The shapes :meth:`SqueezeSam.predict_masks` (and its int8 twin) take, or a ValueError naming the wrong one."""
+    if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
+        raise ValueError(f'batched_points must be [B, Q, N, 2], got {tuple(batched_points.shape)}')
+    if batched_point_labels.shape != batched_points.shape[:3]:
+        raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
+                         f'got {tuple(batched_point_labels.shape)}')
+    if images.shape[0] != batched_points.shape[0]:
+        raise ValueError(f'{images.shape[0]} images for prompts of {batched_points.shape[0]} images')
 
 
 def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
