@@ -22,8 +22,6 @@ import torch.nn.functional as F
 
 from ..fileio import atomic_write, atomic_write_json
 from ..models.efficient_sam import EfficientSam
-from ..models.predictor import LABEL_PADDING
-from ..models.transformer import hypernetwork_masks
 
 MANIFEST_FILE = 'export.json'
 EFFICIENTSAM_GRAPHS = {'encoder': 'encoder.onnx', 'decoder': 'decoder.onnx'}
@@ -67,8 +65,8 @@ class EfficientSamDecoderGraph(nn.Module):
     original ``(H, W)`` (int64 ``[2]``) to the outputs named in :data:`DECODER_OUTPUTS`.
 
     Computes the multi-mask and the single-mask heads from one transformer pass (the predictor's
-    ``multimask_output`` picks an output, not a graph). Prompts are padded with ``limit`` padding
-    points and then cut to ``limit``: the model's fixed point count for every N in one graph."""
+    ``multimask_output`` picks an output, not a graph); :meth:`EfficientSam.encode_prompts` pads
+    and cuts the prompts to the model's fixed point count for every N in one graph."""
 
     def __init__(self, model: EfficientSam) -> None:
         super().__init__()
@@ -77,28 +75,15 @@ class EfficientSamDecoderGraph(nn.Module):
     def forward(self, image_embeddings: torch.Tensor, batched_point_coords: torch.Tensor,
                 batched_point_labels: torch.Tensor, orig_im_size: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         model, decoder = self.model, self.model.mask_decoder
-        limit = model.decoder_max_num_input_points
         scale = model.img_size / orig_im_size.flip(0).to(batched_point_coords.dtype)  # (x, y) factors
         points = torch.where(batched_point_coords >= 0, batched_point_coords * scale, -1.0)
-        points = F.pad(points, (0, 0, 0, limit), value=-1.0)[:, :, :limit]
-        labels = F.pad(batched_point_labels, (0, limit), value=float(LABEL_PADDING))[:, :, :limit]
-        b, q = points.shape[:2]
-        sparse = model.prompt_encoder(points.flatten(0, 1), labels.flatten(0, 1)).unflatten(0, (b, q))
-
-        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
-        tokens = torch.cat([output_tokens.expand(b, q, -1, -1), sparse], dim=2)
-        hs, src = decoder.transformer(image_embeddings, model.prompt_encoder.get_dense_pe(), tokens,
-                                      output_tokens.shape[0])
-        iou = decoder.iou_prediction_head(hs[:, :, 0])
-        h, w = image_embeddings.shape[-2:]
-        upscaled = decoder.final_output_upscaling_layers(
-            src.flatten(0, 1).transpose(1, 2).reshape(b * q, decoder.transformer_dim, h, w))
-        masks = hypernetwork_masks(decoder.output_hypernetworks_mlps,
-                                   hs[:, :, 1:1 + decoder.num_mask_tokens].flatten(0, 1), upscaled)
+        sparse = model.encode_prompts(points, batched_point_labels)
+        masks, iou = decoder.predict_all_masks(image_embeddings, model.prompt_encoder.get_dense_pe(), sparse)
+        masks, iou = masks.unflatten(0, sparse.shape[:2]), iou.unflatten(0, sparse.shape[:2])
         multi = slice(1, None) if decoder.num_multimask_outputs > 1 else slice(0, 1)
-        full = F.interpolate(masks[:, multi], (orig_im_size[0], orig_im_size[1]), mode='bicubic')
-        return (full.unflatten(0, (b, q)), iou[:, :, multi], masks[:, multi].unflatten(0, (b, q)),
-                masks[:, :1].unflatten(0, (b, q)), iou[:, :, :1])
+        full = F.interpolate(masks[:, :, multi].flatten(0, 1), (orig_im_size[0], orig_im_size[1]), mode='bicubic')
+        return (full.unflatten(0, sparse.shape[:2]), iou[:, :, multi], masks[:, :, multi],
+                masks[:, :, :1], iou[:, :, :1])
 
 
 def export_graph(module: nn.Module, example: Tuple[torch.Tensor, ...], path: str, input_names: Sequence[str],

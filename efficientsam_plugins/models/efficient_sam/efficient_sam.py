@@ -72,20 +72,23 @@ class EfficientSam(nn.Module):
         if batched_point_labels.shape != batched_points.shape[:3]:
             raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
                              f'got {tuple(batched_point_labels.shape)}')
-        b, nq = batched_points.shape[:2]
-        # The decoder takes a fixed number of points: pad with label -1, or cut longer prompts as the
-        # released model does (the predictor refuses them instead; only this low-level API cuts).
-        limit = self.decoder_max_num_input_points
-        pad = max(limit - batched_points.shape[2], 0)
-        points = F.pad(self.get_rescaled_pts(batched_points, input_h, input_w)[:, :, :limit], (0, 0, 0, pad),
-                       value=-1.0)
-        labels = F.pad(batched_point_labels[:, :, :limit], (0, pad), value=float(LABEL_PADDING))
-        sparse = self.prompt_encoder(points.flatten(0, 1), labels.flatten(0, 1)).unflatten(0, (b, nq))
+        sparse = self.encode_prompts(self.get_rescaled_pts(batched_points, input_h, input_w), batched_point_labels)
         low_res, iou = self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(),
                                          sparse, multimask_output)
         if output_h > 0 and output_w > 0:
             low_res = F.interpolate(low_res, (output_h, output_w), mode='bicubic')
+        b, nq = batched_points.shape[:2]
         return low_res.view(b, nq, *low_res.shape[1:]), iou.view(b, nq, -1)
+
+    def encode_prompts(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``[B, Q, N, 2]`` points in input pixels and ``[B, Q, N]`` labels to the decoder's sparse
+        tokens ``[B, Q, P, C]``: the decoder takes a fixed number of points P, so prompts are padded
+        with label -1, or cut as the released model does (the predictor refuses longer prompts
+        instead; only the low-level calls cut). Pad-then-cut holds for every N in a traced graph."""
+        limit = self.decoder_max_num_input_points
+        points = F.pad(points, (0, 0, 0, limit), value=-1.0)[:, :, :limit]
+        labels = F.pad(labels, (0, limit), value=float(LABEL_PADDING))[:, :, :limit]
+        return self.prompt_encoder(points, labels)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Resizes (bilinear, to the square input; aspect ratio is not kept) and normalises."""

@@ -40,17 +40,23 @@ class MaskDecoder(nn.Module):
                 multimask_output: bool) -> Tuple[torch.Tensor, torch.Tensor]:
         """``[B, C, h, w]`` embeddings (one per image), ``[1, C, h, w]`` positional code and ``[B, Q, N, C]``
         prompt tokens to ``(masks [B*Q, M, 4h, 4w], iou [B*Q, M])``, M = 1 without ``multimask_output``."""
+        masks, iou_pred = self.predict_all_masks(image_embeddings, image_pe, sparse_prompt_embeddings)
+        selected = slice(1, None) if multimask_output and self.num_multimask_outputs > 1 else slice(0, 1)
+        return masks[:, selected], iou_pred[:, selected]
+
+    def predict_all_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                          sparse_prompt_embeddings: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`forward`, with the masks and IoUs of every mask token (single-mask first): both
+        heads from one transformer pass (the ONNX decoder graph returns both)."""
         b, nq = sparse_prompt_embeddings.shape[:2]
         if image_embeddings.shape[0] != b:
             raise ValueError(f'{image_embeddings.shape[0]} image embeddings for prompts of {b} images')
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.expand(b, nq, -1, -1), sparse_prompt_embeddings], dim=2)
         hs, src = self.transformer(image_embeddings, image_pe, tokens, output_tokens.shape[0])
-        iou_pred = self.iou_prediction_head(hs[:, :, 0]).flatten(0, 1)
-        selected = slice(1, None) if multimask_output and self.num_multimask_outputs > 1 else slice(0, 1)
-        mask_tokens = hs[:, :, 1:1 + self.num_mask_tokens].flatten(0, 1)
         h, w = image_embeddings.shape[-2:]
         upscaled = self.final_output_upscaling_layers(
             src.flatten(0, 1).transpose(1, 2).reshape(b * nq, self.transformer_dim, h, w))
-        masks = hypernetwork_masks(self.output_hypernetworks_mlps[selected], mask_tokens[:, selected], upscaled)
-        return masks, iou_pred[:, selected]
+        masks = hypernetwork_masks(self.output_hypernetworks_mlps, hs[:, :, 1:1 + self.num_mask_tokens].flatten(0, 1),
+                                   upscaled)
+        return masks, self.iou_prediction_head(hs[:, :, 0]).flatten(0, 1)

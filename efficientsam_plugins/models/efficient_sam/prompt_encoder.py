@@ -44,8 +44,8 @@ class PositionEmbeddingRandom(nn.Module):
 
 
 class PromptEncoder(nn.Module):
-    """Sparse prompt embeddings of ``[B, N, 2]`` points with ``[B, N]`` labels (-1, 1, 2, 3; 0 with
-    ``negative_points``)."""
+    """Sparse prompt embeddings of ``[..., N, 2]`` points with ``[..., N]`` labels (-1, 1, 2, 3; 0
+    with ``negative_points``)."""
 
     def __init__(self, embed_dim: int, image_embedding_size: Tuple[int, int],
                  input_image_size: Tuple[int, int], negative_points: bool = False) -> None:
@@ -69,7 +69,7 @@ class PromptEncoder(nn.Module):
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
     def forward(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Points in input-image pixels (the model's square input) to ``[B, N, C]`` embeddings."""
+        """Points in input-image pixels (the model's square input) to ``[..., N, C]`` embeddings."""
         embedding = self.pe_layer.forward_with_coords(coords + 0.5, self.input_image_size)
         labels = labels[..., None]
         tables = [(LABEL_PADDING, self.invalid_points), (LABEL_POINT, self.point_embeddings),
