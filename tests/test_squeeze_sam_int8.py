@@ -50,9 +50,11 @@ def tiny(images):
 
 @pytest.fixture(scope='module')
 def int8(tiny, images):
+    """7-bit activations whatever this CPU: what the compiled model computes where VNNI is missing
+    (the lower agreement of the two), so the floor below holds on every machine."""
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning)  # torchao's own imports
-        return quantize_int8(tiny, calibration_inputs(tiny, images[0], seed=1), compile=False)
+        return quantize_int8(tiny, calibration_inputs(tiny, images[0], seed=1), compile=False, reduce_range=True)
 
 
 def test_batchnorm_fold_is_exact(tiny, images):
@@ -106,4 +108,4 @@ def test_int8_agrees_with_fp32_behind_the_predictor(tiny, int8, images):
     ious, coverage = torch.cat(ious), torch.cat(coverage)
     assert len(ious) == 3 * 4 * 3 and 0.2 < float(coverage.mean()) < 0.8  # masks neither all on nor all off
     print(f'int8 vs fp32: mean mask IoU {float(ious.mean()):.3f}, min {float(ious.min()):.3f}')
-    assert float(ious.mean()) >= 0.7 and float(torch.cat(score_errors).max()) < 0.1
+    assert float(ious.mean()) >= 0.65 and float(torch.cat(score_errors).max()) < 0.1

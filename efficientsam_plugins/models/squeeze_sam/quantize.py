@@ -10,6 +10,12 @@ from ``torch.compile`` (inductor, with freezing), which lowers the quantized gra
 kernels; without it the converted model is a reference (quantize -> fp32 op -> dequantize) graph
 of the same numbers.
 
+On CPUs without VNNI (AVX2, early AVX-512) oneDNN multiplies uint8 activations by int8 weights
+with ``vpmaddubsw``, whose int16 pair sums saturate for activations above 127: measured on an
+AVX2 EPYC, a 64-channel 3x3 int8 conv of uniform random full-range inputs and weights is off by 9%
+RMS, one of 7-bit inputs is exact. Activations therefore use 7 bits there (``reduce_range``), so the compiled model computes
+what the reference graph does.
+
 SqueezeSAM normalises *after* the ReLU (conv -> ReLU -> BatchNorm), so the usual conv-BN fold does
 not apply. :func:`fold_batchnorm` folds each BatchNorm's scale into the convolution before the
 ReLU (``a * relu(z) == relu(a * z)`` for ``a > 0``); its shift stays a per-channel add (it cannot
@@ -167,14 +173,25 @@ def calibration_inputs(model: SqueezeSam, images: Iterable[torch.Tensor], querie
     return fused
 
 
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has AVX-512 or AVX VNNI (Linux ``/proc/cpuinfo``; elsewhere assumed not)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
+    except OSError:
+        return False
+    return 'avx512_vnni' in flags or 'avx_vnni' in flags
+
+
 def quantize_int8(model: SqueezeSam, calibration: Sequence[torch.Tensor], compile: bool = True,
-                  max_queries: int = 64) -> Int8SqueezeSam:
+                  max_queries: int = 64, reduce_range: Optional[bool] = None) -> Int8SqueezeSam:
     """Int8 SqueezeSAM from an fp32 one and fused calibration inputs (:func:`calibration_inputs`).
 
     ``compile=True`` lowers the converted graph with inductor, frozen (needs a C++ compiler; the
     first call of each query count compiles, for minutes at 512x512); ``False`` keeps the
     reference graph (same results up to rounding, slower than fp32: for checking agreement). The
-    query batch is dynamic up to ``max_queries``.
+    query batch is dynamic up to ``max_queries``. ``reduce_range`` (7-bit activations) defaults to
+    this CPU's lack of VNNI (see the module docstring).
     """
     if not calibration:
         raise ValueError('int8 calibration needs at least one fused input batch')
@@ -183,6 +200,8 @@ def quantize_int8(model: SqueezeSam, calibration: Sequence[torch.Tensor], compil
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
     except ImportError as err:
         raise ImportError('int8 SqueezeSAM needs torchao (pip install torchao)') from err
+    if reduce_range is None:
+        reduce_range = not cpu_has_vnni()
     folded, _, _ = fold_batchnorm(model)
     network = FusedInputNetwork(folded).eval()
     queries = torch.export.Dim('queries', min=1, max=max_queries)
@@ -194,7 +213,7 @@ def quantize_int8(model: SqueezeSam, calibration: Sequence[torch.Tensor], compil
         # Convolutions only: the transformer and the heads work on a few tokens at the coarsest
         # level, so int8 would add error there and save nothing.
         quantizer = x86.X86InductorQuantizer().set_module_type_qconfig(
-            nn.Conv2d, x86.get_default_x86_inductor_quantization_config())
+            nn.Conv2d, x86.get_default_x86_inductor_quantization_config(reduce_range=reduce_range))
         prepared = prepare_pt2e(exported, quantizer)
         for fused in calibration:
             prepared(fused)
