@@ -42,38 +42,23 @@ def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Opt
     return status if isinstance(status, int) else 0
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
+def _number(kind: type, ok: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
     """An argparse type rejecting bad values before any work, with argparse's usage line."""
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f'must be at least {minimum}, got {value}')
+            raise argparse.ArgumentTypeError(f'{text!r} is not {"an integer" if kind is int else "a number"}') from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f'must be {expected}, got {value}')
         return value
     return parse
 
 
-positive_int, non_negative_int = _int_at_least(1), _int_at_least(0)
-
-
-def _fraction(include_zero: bool) -> Callable[[str], float]:
-    """An argparse type for a threshold in [0, 1] (or (0, 1]), rejected before any work."""
-    interval = '[0, 1]' if include_zero else '(0, 1]'
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
-        if not (0 <= value <= 1 if include_zero else 0 < value <= 1):
-            raise argparse.ArgumentTypeError(f'must be in {interval}, got {value}')
-        return value
-    return parse
-
-
-fraction, positive_fraction = _fraction(True), _fraction(False)
+positive_int = _number(int, lambda v: v >= 1, 'at least 1')
+non_negative_int = _number(int, lambda v: v >= 0, 'at least 0')
+fraction = _number(float, lambda v: 0 <= v <= 1, 'in [0, 1]')
+positive_fraction = _number(float, lambda v: 0 < v <= 1, 'in (0, 1]')
 
 
 def torch_device(text: str) -> str:

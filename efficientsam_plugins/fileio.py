@@ -1,4 +1,5 @@
-"""Files written atomically: complete at their path, or absent (never a partial file)."""
+"""Files written atomically: complete at their path, or absent (never a partial file); file hashes."""
+import hashlib
 import json
 import os
 import tempfile
@@ -43,6 +44,15 @@ def atomic_write_json(path: str, obj: Any, indent: Optional[int] = None) -> None
             f.flush()
             os.fsync(f.fileno())
     atomic_write(path, write)
+
+
+def sha256_file(path: str) -> str:
+    """The hex sha256 of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 22), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:

@@ -18,9 +18,7 @@ MODELS = {'ti': ('efficientsam', 'ti', 'efficient_sam_vitt.pt'),
 
 def model_choice(text: str):
     """A name of :data:`MODELS`, or an EfficientSAM config ``.json`` file (a custom architecture)."""
-    if text in MODELS:
-        return text
-    if not text.endswith('.json'):
+    if text not in MODELS and not text.endswith('.json'):
         raise argparse.ArgumentTypeError(f'expected one of {", ".join(MODELS)} or an EfficientSAM config '
                                          f'.json file, got {text!r}')
     return text

@@ -143,19 +143,18 @@ def main(argv: List[str]) -> int:
     args = parser.parse_intermixed_args(argv)
     if not is_detectron2_config(args.config_file):
         raise ValueError(f'{args.config_file} is not a detectron2 LazyConfig (a .py file importing detectron2)')
-    for option in args.opts:  # a missing local file fails now, not after starting processes and the model
-        key, _, value = option.partition('=')
-        value = value.strip().strip('\'"')  # detectron2 also accepts the value as a Python literal
-        if key == 'train.init_checkpoint' and _missing_local_file(value):
-            raise FileNotFoundError(f'train.init_checkpoint not found: {value}')
+    # a missing local file fails now, not after starting processes and the model; detectron2 also
+    # accepts the value as a Python literal
+    overrides = {key: value.strip().strip('\'"') for key, _, value in (o.partition('=') for o in args.opts)}
+    if _missing_local_file(overrides.get('train.init_checkpoint')):
+        raise FileNotFoundError(f'train.init_checkpoint not found: {overrides["train.init_checkpoint"]}')
     from ._dependency import require_detectron2
     require_detectron2()
     from detectron2.config import LazyConfig
     from detectron2.engine import launch
 
     default = (LazyConfig.load(args.config_file).get('train') or {}).get('init_checkpoint')
-    overridden = any(option.startswith('train.init_checkpoint=') for option in args.opts)
-    if not overridden and not args.resume and _missing_local_file(default):
+    if 'train.init_checkpoint' not in overrides and not args.resume and _missing_local_file(default):
         raise FileNotFoundError(
             f'train.init_checkpoint of {args.config_file} not found: {default} (the paper starts from a SAMI '
             'pretraining checkpoint: train one with tools/train.py configs/sami/..., pass '

@@ -10,9 +10,14 @@ import torch.nn as nn
 
 from ..models.vit import layer_decay_scale, vit_layer_depth
 
-# Besides the 1-D parameters (norms, biases): the rule of the mmdet/mmseg constructor
-# (efficientsam_plugins.openmmlab.layer_decay). Relative-position tables are decayed.
 NO_WEIGHT_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
+
+
+def no_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """The one rule of both frameworks: 1-D parameters (every norm's weight and bias, every bias) and
+    position embeddings / tokens take no weight decay; relative-position tables do, as in
+    detectron2's and mmdet's ViTDet."""
+    return param.ndim == 1 or name.rsplit('.', 1)[-1] in NO_WEIGHT_DECAY_NAMES
 
 
 def vit_lr_decay_rate(name: str, lr_decay_rate: float = 1.0, num_layers: int = 12,
@@ -29,10 +34,8 @@ def sami_optimizer_params(model: nn.Module, base_lr: float, weight_decay: float,
                           lr_factor_func: Optional[Callable[[str], float]] = None) -> List[Dict]:
     """Parameter groups for ``L(torch.optim.AdamW)(params=L(sami_optimizer_params)(...))``.
 
-    lr ``base_lr * lr_factor_func(name)``; no weight decay for 1-D parameters (every norm's weight and
-    bias, every bias) and position embeddings, ``weight_decay`` for the rest, relative-position tables
-    included. The same rule as the mmdet configs, so both frameworks train the same recipe;
-    detectron2's ``get_default_optimizer_params`` would exempt only ``torch.nn.LayerNorm`` modules
+    lr ``base_lr * lr_factor_func(name)``; weight decay by :func:`no_weight_decay`, the rule of the
+    mmdet configs, so both frameworks train the same recipe; detectron2's ``get_default_optimizer_params`` would exempt only ``torch.nn.LayerNorm`` modules
     (not the LayerNorms of ViTDet's pyramid and heads) and decay biases. Equal settings share a group.
     """
     groups: Dict[tuple, list] = {}
@@ -40,6 +43,5 @@ def sami_optimizer_params(model: nn.Module, base_lr: float, weight_decay: float,
         if not param.requires_grad:
             continue
         lr = base_lr * (lr_factor_func(name) if lr_factor_func is not None else 1.0)
-        exempt = param.ndim == 1 or name.rsplit('.', 1)[-1] in NO_WEIGHT_DECAY_NAMES
-        groups.setdefault((lr, 0.0 if exempt else weight_decay), []).append(param)
+        groups.setdefault((lr, 0.0 if no_weight_decay(name, param) else weight_decay), []).append(param)
     return [{'params': params, 'lr': lr, 'weight_decay': decay} for (lr, decay), params in groups.items()]

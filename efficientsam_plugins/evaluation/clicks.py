@@ -11,9 +11,6 @@ prediction. ``error`` (SAM/RITM): the centre of the larger of the false-negative
 regions, a negative click when that is the false positives; with a model that has no negative-click
 input (the released EfficientSAM weights) the click goes to the centre of the false-negative region.
 An instance whose prediction has no (usable) error region keeps its clicks and prediction.
-
-Presets (:data:`CLICK_PRESETS`): ``paper`` (every click uniform in the mask) and ``sam`` (centre
-click, then error-region clicks).
 """
 from typing import Dict, Optional, Tuple
 

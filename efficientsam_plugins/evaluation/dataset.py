@@ -49,6 +49,24 @@ def read_json(path: str, what: str) -> Any:
         raise ValueError(f'{what} {path} is not valid JSON: {err}') from err
 
 
+def coco_index(data: Any, what: str):
+    """pycocotools' ``COCO`` index of a COCO/LVIS annotation dict, after checking its layout."""
+    from pycocotools.coco import COCO
+    if not isinstance(data, dict) or not isinstance(data.get('images'), list) \
+            or not isinstance(data.get('annotations'), list):
+        raise ValueError(f'{what} is not in COCO/LVIS format: expected a dict with "images" and '
+                         f'"annotations" lists')
+    api = COCO()
+    api.dataset = data
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+            api.createIndex()
+    except (KeyError, TypeError) as err:
+        raise ValueError(f'{what}: an image, annotation or category entry lacks its id or image_id '
+                         f'({err!r})') from err
+    return api
+
+
 def load_rgb_image(path: str, expected_hw: Optional[Sequence[int]] = None) -> np.ndarray:
     """An image file as uint8 ``HxWx3`` RGB, checked against the annotation's size."""
     from PIL import Image, UnidentifiedImageError
@@ -74,28 +92,16 @@ class InstanceDataset:
     """
 
     def __init__(self, ann_file: str, img_dir: str, data_format: str = 'auto') -> None:
-        from pycocotools.coco import COCO
         if data_format not in DATA_FORMATS:
             raise ValueError(f'unknown data format {data_format!r}; expected one of {DATA_FORMATS}')
         if not os.path.isdir(img_dir):
             raise FileNotFoundError(f'image folder not found: {img_dir}')
         data = read_json(ann_file, 'annotation file')
-        if not isinstance(data, dict) or not isinstance(data.get('images'), list) \
-                or not isinstance(data.get('annotations'), list):
-            raise ValueError(f'annotation file {ann_file} is not in COCO/LVIS format: expected a dict '
-                             f'with "images" and "annotations" lists')
+        self.api = coco_index(data, f'annotation file {ann_file}')
         self.ann_file, self.img_dir = ann_file, img_dir
         first = (data['images'] or [{}])[0]  # LVIS marks its images with these fields
         lvis = 'not_exhaustive_category_ids' in first or 'neg_category_ids' in first
         self.format = ('lvis' if lvis else 'coco') if data_format == 'auto' else data_format
-        self.api = COCO()
-        self.api.dataset = data
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-                self.api.createIndex()
-        except (KeyError, TypeError) as err:
-            raise ValueError(f'annotation file {ann_file}: an image, annotation or category entry lacks '
-                             f'its id or image_id ({err!r})') from err
         self.categories = self.api.cats
         self.images: Dict[int, ImageInfo] = {}
         for image in data['images']:

@@ -16,22 +16,10 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from .dataset import coco_index
+
 DEFAULT_MIN_IOU = 0.7
 REPORTED_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def _index(data: Any, what: str) -> Dict[int, List[dict]]:
-    """Annotations by image id, after checking the file's layout."""
-    if not isinstance(data, dict) or not isinstance(data.get('images'), list) \
-            or not isinstance(data.get('annotations'), list):
-        raise ValueError(f'{what} is not in COCO/LVIS format: expected a dict with "images" and '
-                         f'"annotations" lists')
-    by_image: Dict[int, List[dict]] = {}
-    for ann in data['annotations']:
-        if not isinstance(ann, dict) or 'image_id' not in ann or 'id' not in ann:
-            raise ValueError(f'{what}: annotation {str(ann)[:200]} lacks its id or image_id')
-        by_image.setdefault(ann['image_id'], []).append(ann)
-    return by_image
 
 
 def _image_sizes(data: dict, what: str) -> Dict[int, Tuple[int, int]]:
@@ -41,22 +29,14 @@ def _image_sizes(data: dict, what: str) -> Dict[int, Tuple[int, int]]:
         raise ValueError(f'{what}: an image entry lacks its id, height or width ({err!r})') from err
 
 
-def _rles(anns: Sequence[dict], hw: Tuple[int, int], what: str) -> list:
-    """Compressed RLEs of polygon / RLE segmentations (empty ones as empty masks)."""
+def _rles(api, anns: Sequence[dict], hw: Tuple[int, int], what: str) -> list:
+    """Compressed RLEs of the annotations' masks (pycocotools cannot rasterise an empty polygon list)."""
     from pycocotools import mask as mask_api
-    h, w = hw
     rles = []
     for ann in anns:
-        segmentation = ann.get('segmentation')
         try:
-            if not segmentation:
-                rles.append(mask_api.encode(np.zeros((h, w), dtype=np.uint8, order='F')))
-            elif isinstance(segmentation, list):
-                rles.append(mask_api.merge(mask_api.frPyObjects(segmentation, h, w)))
-            elif isinstance(segmentation.get('counts'), list):
-                rles.append(mask_api.frPyObjects(segmentation, h, w))
-            else:
-                rles.append(segmentation)
+            rles.append(api.annToRLE(ann) if ann.get('segmentation') else
+                        mask_api.encode(np.zeros(hw, dtype=np.uint8, order='F')))
         except (TypeError, ValueError, AttributeError, IndexError) as err:
             raise ValueError(f'{what}: annotation {ann["id"]} has a malformed segmentation ({err!r})') from err
     return rles
@@ -81,7 +61,7 @@ def merge_lvis_masks(coco: dict, lvis: dict, min_iou: float = DEFAULT_MIN_IOU) -
     from pycocotools import mask as mask_api
     if not 0 < min_iou <= 1:
         raise ValueError(f'min_iou must be in (0, 1], got {min_iou}')
-    coco_by_image, lvis_by_image = _index(coco, 'COCO annotation file'), _index(lvis, 'LVIS annotation file')
+    coco_api, lvis_api = coco_index(coco, 'COCO annotation file'), coco_index(lvis, 'LVIS annotation file')
     coco_sizes, lvis_sizes = _image_sizes(coco, 'COCO annotation file'), _image_sizes(lvis, 'LVIS annotation file')
     replaced: Dict[int, dict] = {}
     best_ious: List[float] = []
@@ -91,14 +71,15 @@ def merge_lvis_masks(coco: dict, lvis: dict, min_iou: float = DEFAULT_MIN_IOU) -
         if coco_sizes[image_id] != lvis_sizes[image_id]:
             raise ValueError(f'image {image_id} is {coco_sizes[image_id][1]}x{coco_sizes[image_id][0]} in the COCO '
                              f'file but {lvis_sizes[image_id][1]}x{lvis_sizes[image_id][0]} in the LVIS file')
-        targets = [a for a in coco_by_image.get(image_id, []) if not a.get('iscrowd', 0)]
-        sources = lvis_by_image.get(image_id, [])
+        targets = [a for a in coco_api.imgToAnns.get(image_id, []) if not a.get('iscrowd', 0)]
+        sources = lvis_api.imgToAnns.get(image_id, [])
         candidates += len(targets)
         if not targets or not sources:
             best_ious.extend([0.0] * len(targets))
             continue
         hw = coco_sizes[image_id]
-        coco_rles, lvis_rles = _rles(targets, hw, 'COCO annotation file'), _rles(sources, hw, 'LVIS annotation file')
+        coco_rles = _rles(coco_api, targets, hw, 'COCO annotation file')
+        lvis_rles = _rles(lvis_api, sources, hw, 'LVIS annotation file')
         iou = np.asarray(mask_api.iou(coco_rles, lvis_rles, [0] * len(sources)), dtype=np.float64)
         iou = iou.reshape(len(targets), len(sources))
         best_ious.extend(iou.max(axis=1).tolist())

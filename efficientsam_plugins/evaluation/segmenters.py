@@ -156,9 +156,9 @@ def load_squeeze_sam(config: Optional[str] = None, checkpoint: Optional[str] = N
     brings its own architecture (then ``config`` must be left out)."""
     from ..models.squeeze_sam import SqueezeSamPredictor, build_squeeze_sam
     from ..zoo import list_entries
-    if checkpoint is not None and checkpoint.removeprefix('zoo://') in {
-            e.name for e in list_entries() if e.arch and e.arch.family == 'squeezesam'}:
+    name = checkpoint and checkpoint.removeprefix('zoo://')
+    if name in {e.name for e in list_entries() if e.arch and e.arch.family == 'squeezesam'}:
         if config is not None:
             raise ValueError(f'zoo entry {checkpoint} defines its architecture; leave out the model config')
-        return SqueezeSamPredictor.from_pretrained(checkpoint.removeprefix('zoo://'), device=device).model
+        return SqueezeSamPredictor.from_pretrained(name, device=device).model
     return build_squeeze_sam(parse_model_config(config or 'base'), checkpoint).to(device)

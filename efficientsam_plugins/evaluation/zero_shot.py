@@ -3,8 +3,7 @@
 Detections use the COCO results format (``image_id``, ``category_id``, ``bbox`` as x, y, w, h,
 ``score``). Each box prompts the segmenter; the result keeps the detection's category and score,
 as in SAM's and EfficientSAM's zero-shot protocol, and is scored with pycocotools (COCO) or the
-``lvis`` package (LVIS). Results carry no ``bbox``: both APIs take a result's area, which decides
-its size range for APs/APm/APl, from its ``bbox`` when there is one, and the mask is what is scored.
+``lvis`` package (LVIS); results carry no ``bbox`` (see :func:`evaluate_segmentation`).
 """
 import contextlib
 import copy
@@ -79,8 +78,7 @@ def _check_detection(det: Any, dataset: InstanceDataset) -> Optional[str]:
 
 def segment_detections(dataset: InstanceDataset, segmenter: Segmenter,
                        detections: Dict[int, List[Detection]], progress: bool = True) -> List[Dict[str, Any]]:
-    """COCO-format segmentation results (no ``bbox``, see the module docstring), one per detection,
-    in image order then score order."""
+    """COCO-format segmentation results (no ``bbox``), one per detection, in image order then score order."""
     image_ids = sorted(detections)
     if segmenter.needs_image:
         dataset.check_images_exist(image_ids)

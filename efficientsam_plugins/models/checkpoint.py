@@ -23,11 +23,9 @@ def checkpoint_path(source: Union[str, os.PathLike]) -> str:
     path = os.fspath(source)
     if os.path.isfile(path):
         return path
-    if path.startswith('zoo://'):
-        path = path[len('zoo://'):]
-    elif '://' not in path and ('/' in path or os.sep in path or path.endswith(('.pt', '.pth'))):
+    if '://' not in path and ('/' in path or os.sep in path or path.endswith(('.pt', '.pth'))):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
-    from ..zoo import get_checkpoint
+    from ..zoo import get_checkpoint  # zoo names (``zoo://`` or bare) and URLs
     return get_checkpoint(path)
 
 

@@ -113,14 +113,10 @@ def load_encoder_weights(encoder: ViT, source: CheckpointSource, prefix: Optiona
     what = f'encoder weights from {source if isinstance(source, (str, os.PathLike)) else "a dict"}'
     state = extract_state_dict(load_checkpoint(source), what=what)
     prefix = find_vit_prefix(state) if prefix is None else prefix
-    inner = {k: v for k, v in state.items() if k.startswith(prefix)
-             and not k[len(prefix):].startswith(tuple(ignore_unexpected))}
-    if not inner:
-        raise ValueError(f'{what} has no keys under prefix {prefix!r}; its keys start like {sorted(state)[:5]}')
+    inner = {prefix + k: v for k, v in extract_state_dict(state, prefix, what).items()  # raises if none
+             if not k.startswith(tuple(ignore_unexpected))}
     no_neck = () if any(k.startswith(prefix + 'neck.') for k in inner) else ('neck.',)
-    converted, initialised = vit_state_dict({'state_dict': inner}, encoder, prefix, (*allow_missing, *no_neck))
-    encoder.load_state_dict(converted, strict=False)
-    return initialised
+    return load_vit_checkpoint(encoder, inner, prefix, (*allow_missing, *no_neck))
 
 
 def vit_backbone_weights(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
@@ -158,13 +154,19 @@ def config_path_of(checkpoint_path: str) -> str:
     return os.path.splitext(checkpoint_path)[0] + '.config.json'
 
 
-def save_official_efficientsam(state_dict: Mapping[str, torch.Tensor], path: str,
-                               config: Optional[Union[str, Mapping[str, Any]]] = None) -> str:
-    """Writes ``{"model": state_dict}`` atomically and, given ``config``, the full architecture beside it."""
+def save_export(state_dict: Mapping[str, torch.Tensor], path: str, config: Optional[Mapping[str, Any]] = None) -> str:
+    """Writes ``{"model": state_dict}`` atomically and, given ``config`` (a full architecture, as the
+    family's ``resolve_config`` returns it), ``<path>.config.json`` beside it."""
     save_checkpoint({'model': {k: v.detach().cpu() for k, v in state_dict.items()}}, path)
     if config is not None:
-        atomic_write_json(config_path_of(path), resolve_config(config), indent=2)
+        atomic_write_json(config_path_of(path), dict(config), indent=2)
     return path
+
+
+def save_official_efficientsam(state_dict: Mapping[str, torch.Tensor], path: str,
+                               config: Optional[Union[str, Mapping[str, Any]]] = None) -> str:
+    """:func:`save_export` of an EfficientSAM, ``config`` in any spelling ``build_efficient_sam`` takes."""
+    return save_export(state_dict, path, None if config is None else resolve_config(config))
 
 
 def load_exported(path: str, config: Optional[Union[str, Mapping[str, Any]]] = None):

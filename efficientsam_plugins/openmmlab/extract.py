@@ -17,6 +17,7 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
+from mmengine.dist import barrier, get_dist_info
 from mmengine.config import Config
 from tqdm import tqdm
 
@@ -72,8 +73,7 @@ def extract_teacher_features(cfg: Config, out: str, image_size: Optional[int] = 
                              verify: bool = False) -> List[str]:
     """Fills (or resumes) the cache at ``out`` on every rank of ``cfg.launcher``; returns the
     problems ``verify`` found on rank 0 by re-hashing every shard. ``image_size`` defaults to the
-    teacher's fixed ``resolution`` if it has one, else to its native input size (SAM: 1024);
-    ``map_size`` pools the stored maps to a smaller grid (less disk, fewer cells per crop);
+    teacher's fixed ``resolution``, else its native input size (see the module docstring); ``map_size`` pools the stored maps to a smaller grid (less disk, fewer cells per crop);
     ``amp`` runs the teacher in fp16 autocast (CUDA only)."""
     from mmengine.dataset import default_collate
     from mmengine.registry import DATASETS, MODELS, init_default_scope
@@ -92,7 +92,7 @@ def extract_teacher_features(cfg: Config, out: str, image_size: Optional[int] = 
     if not (cfg.get('train_dataloader') or {}).get('dataset'):
         raise ValueError('the config has no train_dataloader.dataset (the images to extract from)')
     init_distributed(cfg.get('launcher', 'none'))
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    rank, world = get_dist_info()
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
@@ -122,8 +122,7 @@ def extract_teacher_features(cfg: Config, out: str, image_size: Optional[int] = 
         ensure_meta(out, meta)
         for stale in incomplete_shards(out):
             os.remove(stale)
-    if world > 1:
-        dist.barrier()
+    barrier()
     done = set(TeacherFeatureCache(out).keys())
     keys = [image_key(dataset.get_data_info(i)['img_path'], image_root) for i in range(len(dataset))]
     todo = [i for i in range(rank, len(dataset), world) if keys[i] not in done]
@@ -149,8 +148,7 @@ def extract_teacher_features(cfg: Config, out: str, image_size: Optional[int] = 
             for sample, features in zip(data['data_samples'], maps):
                 writer.add(image_key(sample.img_path, image_root), features)
             bar.update(len(maps))
-    if world > 1:
-        dist.barrier()
+    barrier()
     problems = []
     if rank == 0:
         cache = TeacherFeatureCache(out)

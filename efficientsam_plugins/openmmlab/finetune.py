@@ -10,7 +10,6 @@ from mmengine.registry import MODELS
 from ..evaluation.dataset import ImageInfo, Instance
 from ..evaluation.promptable import PromptProtocol, evaluate_image
 from ..evaluation.segmenters import EfficientSamSegmenter
-
 from ..models.checkpoint import load_prefixed
 from ..models.convert import load_encoder_weights
 from ..models.efficient_sam import build_efficient_sam, resolve_config
@@ -30,8 +29,62 @@ class EfficientSamDataPreprocessor(BaseDataPreprocessor):
         return dict(inputs=images, data_samples=data['data_samples'])
 
 
+class PromptableTrainer(BaseModel):
+    """What both trainers share: the data preprocessor, SAM's loss weights, the box/click choice,
+    the mode dispatch, the input-size check and promptable evaluation with :attr:`eval_protocol`
+    (:class:`PromptProtocol` arguments; default: the paper's clicks). Subclasses set ``model``."""
+
+    def __init__(self, box_probability: float, loss_weights: Optional[Mapping[str, float]],
+                 eval_protocol: Optional[Mapping[str, Any]],
+                 data_preprocessor: Optional[Union[dict, torch.nn.Module]], init_cfg: Optional[dict]) -> None:
+        super().__init__(data_preprocessor=data_preprocessor or dict(type='EfficientSamDataPreprocessor'),
+                         init_cfg=init_cfg)
+        if not 0.0 <= box_probability <= 1.0:
+            raise ValueError(f'box_probability must be in [0, 1], got {box_probability}')
+        unknown = sorted(set(loss_weights or {}) - set(LOSS_WEIGHTS))
+        if unknown:
+            raise ValueError(f'unknown loss_weights keys {unknown}; expected focal, dice, iou')
+        self.box_probability = box_probability
+        self.loss_weights = {k: float(v) for k, v in {**LOSS_WEIGHTS, **(loss_weights or {})}.items()}
+        self.eval_protocol = PromptProtocol(**(eval_protocol or {}))
+
+    def forward(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
+                data_samples: Optional[List[dict]] = None, mode: str = 'tensor'):
+        if mode in ('loss', 'predict'):
+            return getattr(self, mode)(inputs, data_samples)
+        if mode == 'tensor':
+            return self.embed(inputs)
+        raise ValueError(f'unknown mode {mode!r}; expected loss, predict or tensor')
+
+    def check_training_inputs(self, inputs, hint: str) -> int:
+        """The model's input side, after checking that the batch is stacked at that size."""
+        size = self.model.img_size
+        if not isinstance(inputs, torch.Tensor) or inputs.shape[-2:] != (size, size):
+            shapes = [tuple(x.shape) for x in inputs] if isinstance(inputs, list) else tuple(inputs.shape)
+            raise ValueError(f'training images must all be {size}x{size} (the model input); got {shapes}: {hint}')
+        return size
+
+    @torch.no_grad()
+    def predict(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
+                data_samples: Sequence[dict]) -> List[Dict[str, Any]]:
+        """The per-image records that :class:`~efficientsam_plugins.openmmlab.metric.PromptableIoUMetric`
+        aggregates (the segmenter puts the model in eval mode; its training mode is restored)."""
+        was_training, segmenter, outputs = self.model.training, self.segmenter(), []
+        try:
+            for image, sample in zip(inputs, data_samples):
+                gt = sample['gt_masks'].cpu().numpy()
+                instances = [Instance(int(a), int(c), m, int(m.sum()))
+                             for a, c, m in zip(sample['annotation_ids'], sample['category_ids'], gt)]
+                info = ImageInfo(int(sample['image_id']), sample.get('img_path', ''), gt.shape[-1], gt.shape[-2])
+                outputs.append(dict(image_id=info.id,
+                                    records=evaluate_image(segmenter, info, image, instances, self.eval_protocol)))
+        finally:
+            self.model.train(was_training)
+        return outputs
+
+
 @MODELS.register_module(name='EfficientSamFinetuner')
-class EfficientSamFinetuner(BaseModel):
+class EfficientSamFinetuner(PromptableTrainer):
     """Wraps :func:`build_efficient_sam` (the exact inference model) for training.
 
     ``checkpoint`` is a whole EfficientSAM checkpoint (official layout); ``encoder_init`` /
@@ -44,8 +97,7 @@ class EfficientSamFinetuner(BaseModel):
 
     ``num_iterative_clicks`` (None: as many as the decoder takes after a box when the decoder trains
     from scratch or learns negative clicks, as SAM's recipe; else 0), negative clicks (when the model
-    has them) and ``loss_weights`` go to :func:`training_round`; ``eval_protocol`` holds the
-    :class:`PromptProtocol` arguments of the validation/test mIoU (default: the paper's clicks).
+    has them) and ``loss_weights`` go to :func:`training_round`.
     """
 
     def __init__(self, model_config: Union[str, Mapping[str, Any]] = 'ti', checkpoint: Optional[str] = None,
@@ -55,8 +107,7 @@ class EfficientSamFinetuner(BaseModel):
                  eval_protocol: Optional[Mapping[str, Any]] = None,
                  data_preprocessor: Optional[Union[dict, torch.nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor or dict(type='EfficientSamDataPreprocessor'),
-                         init_cfg=init_cfg)
+        super().__init__(box_probability, loss_weights, eval_protocol, data_preprocessor, init_cfg)
         self.model_config = resolve_config(model_config)
         self.model = build_efficient_sam(self.model_config).train()
         max_clicks = self.model.decoder_max_num_input_points - 2
@@ -70,15 +121,8 @@ class EfficientSamFinetuner(BaseModel):
         if not 0 <= num_iterative_clicks <= max_clicks:
             raise ValueError(f'num_iterative_clicks must be in [0, {max_clicks}]: a box takes 2 of the '
                              f'decoder\'s {self.model.decoder_max_num_input_points} points')
-        if not 0.0 <= box_probability <= 1.0:
-            raise ValueError(f'box_probability must be in [0, 1], got {box_probability}')
         self.checkpoint, self.encoder_init, self.decoder_init = checkpoint, encoder_init, decoder_init
-        self.box_probability, self.num_iterative_clicks = box_probability, num_iterative_clicks
-        unknown = sorted(set(loss_weights or {}) - set(LOSS_WEIGHTS))
-        if unknown:
-            raise ValueError(f'unknown loss_weights keys {unknown}; expected focal, dice, iou')
-        self.loss_weights = {k: float(v) for k, v in {**LOSS_WEIGHTS, **(loss_weights or {})}.items()}
-        self.eval_protocol = PromptProtocol(**(eval_protocol or {}))
+        self.num_iterative_clicks = num_iterative_clicks
 
     def init_weights(self) -> None:
         """Loads ``checkpoint``, then ``encoder_init`` and ``decoder_init`` (the runner calls this
@@ -105,47 +149,16 @@ class EfficientSamFinetuner(BaseModel):
         if initialised:
             print_log(f'EfficientSamFinetuner: initialised, not loaded: {", ".join(initialised)}', logger='current')
 
-    def forward(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
-                data_samples: Optional[List[dict]] = None, mode: str = 'tensor'):
-        if mode in ('loss', 'predict'):
-            return getattr(self, mode)(inputs, data_samples)
-        if mode == 'tensor':
-            return self.model.get_image_embeddings(inputs)
-        raise ValueError(f'unknown mode {mode!r}; expected loss, predict or tensor')
+    def embed(self, inputs):
+        return self.model.get_image_embeddings(inputs)
+
+    def segmenter(self) -> EfficientSamSegmenter:
+        return EfficientSamSegmenter(self.model)
 
     def loss(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> Dict[str, torch.Tensor]:
         """SAM's training round (:func:`training_round`); the images are embedded once."""
-        size = self.model.img_size
-        if not isinstance(inputs, torch.Tensor) or inputs.shape[-2:] != (size, size):
-            shapes = [tuple(x.shape) for x in inputs] if isinstance(inputs, list) else tuple(inputs.shape)
-            raise ValueError(f'training images must all be {size}x{size} (the model input); got {shapes}: '
-                             f'set the dataset\'s img_size to the model\'s')
+        size = self.check_training_inputs(inputs, 'set the dataset\'s img_size to the model\'s')
         return training_round(efficient_sam_decoder(self.model, inputs), [s['gt_masks'] for s in data_samples],
                               size, self.box_probability, self.num_iterative_clicks, self.loss_weights,
                               self.model.mask_threshold, negative_clicks=self.negative_clicks)
 
-    @torch.no_grad()
-    def predict(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
-                data_samples: Sequence[dict]) -> List[Dict[str, Any]]:
-        """Promptable evaluation of each image with :attr:`eval_protocol`: the per-instance records
-        that :class:`~efficientsam_plugins.openmmlab.metric.PromptableIoUMetric` aggregates."""
-        return promptable_records(self.model, EfficientSamSegmenter(self.model), inputs, data_samples,
-                                  self.eval_protocol)
-
-
-def promptable_records(model: torch.nn.Module, segmenter, inputs, data_samples: Sequence[dict],
-                       protocol) -> List[Dict[str, Any]]:
-    """The per-instance records of every image of a batch under ``protocol``, evaluated through
-    ``segmenter`` (which puts ``model`` in eval mode; its training mode is restored)."""
-    was_training = model.training
-    outputs = []
-    try:
-        for image, sample in zip(inputs, data_samples):
-            gt = sample['gt_masks'].cpu().numpy()
-            instances = [Instance(int(a), int(c), m, int(m.sum()))
-                         for a, c, m in zip(sample['annotation_ids'], sample['category_ids'], gt)]
-            info = ImageInfo(int(sample['image_id']), sample.get('img_path', ''), gt.shape[-1], gt.shape[-2])
-            outputs.append(dict(image_id=info.id, records=evaluate_image(segmenter, info, image, instances, protocol)))
-    finally:
-        model.train(was_training)
-    return outputs

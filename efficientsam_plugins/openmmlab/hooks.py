@@ -9,7 +9,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..models.convert import save_official_efficientsam
+from ..models.convert import save_export
 
 
 @HOOKS.register_module()
@@ -38,6 +38,7 @@ class EfficientSamExportHook(Hook):
     ``.config.json``) after training, so the result loads with ``build_efficient_sam``."""
 
     priority = 'LOW'
+    label = 'EfficientSAM checkpoint (official layout)'
 
     def __init__(self, filename: str = 'efficientsam_finetuned.pt', out_dir: Optional[str] = None) -> None:
         self.filename, self.out_dir = filename, out_dir
@@ -48,9 +49,5 @@ class EfficientSamExportHook(Hook):
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         self.path = os.path.join(self.out_dir or runner.work_dir, self.filename)
-        self.save(model, self.path)
-
-    def save(self, model, path: str) -> None:
-        """Writes the trained ``model`` (the mmengine wrapper of the core model) to ``path``."""
-        save_official_efficientsam(model.model.state_dict(), path, model.model_config)
-        print_log(f'EfficientSAM checkpoint (official layout) saved to {path}', logger='current')
+        save_export(model.model.state_dict(), self.path, model.model_config)  # the trainer resolved it
+        print_log(f'{self.label} saved to {self.path}', logger='current')

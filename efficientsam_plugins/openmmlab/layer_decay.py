@@ -6,11 +6,8 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+from ..detectron2.lr_decay import no_weight_decay  # torch only: the rule both frameworks share
 from ..models.vit import layer_decay_scale
-
-# Embeddings that take no weight decay besides the 1-D parameters (norms, biases). Relative-position
-# tables are decayed, as in detectron2's and mmdet's ViTDet.
-NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -18,9 +15,9 @@ class SAMILayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """ViTDet/BEiT layer decay over ``model.backbone.get_layer_depth``; everything else lr x1.
 
     ``paramwise_cfg``: ``layer_decay_rate`` (e.g. 0.7), ``custom_keys`` as in mmengine (by substring,
-    longest match wins). 1-D parameters (norms, biases) and position embeddings get no weight decay;
-    everything else, relative-position tables included, gets the optimizer's. Without ``backbone.get_layer_depth`` (another backbone dropped into a config),
-    plain per-parameter groups, so the constructor is safe to leave in a config.
+    longest match wins); weight decay by :func:`~efficientsam_plugins.detectron2.lr_decay.no_weight_decay`.
+    Without ``backbone.get_layer_depth`` (another backbone dropped into a config), plain
+    per-parameter groups, so the constructor is safe to leave in a config.
     """
 
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
@@ -38,8 +35,7 @@ class SAMILayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             lr = self.base_lr
             if get_layer_depth is not None and name.startswith('backbone.'):
                 lr *= layer_decay_scale(*get_layer_depth(name, 'backbone.'), decay_rate)
-            no_decay = param.ndim == 1 or name.split('.')[-1] in NO_DECAY_NAMES
-            weight_decay = 0.0 if no_decay else self.base_wd or 0.0
+            weight_decay = 0.0 if no_weight_decay(name, param) else self.base_wd or 0.0
             key = next((k for k in sorted_keys if k in name), None)
             if key is not None:
                 lr *= custom_keys[key].get('lr_mult', 1.0)

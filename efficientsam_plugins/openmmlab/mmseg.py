@@ -4,7 +4,7 @@ Registers the backbone and neck of the mmdet adapter (one backbone, one pyramid 
 loader for detection and segmentation), ``LN2d``, and a COCO-semantic dataset for smoke runs
 (Mask2Former's head comes from mmdet).
 """
-from mmseg.datasets import BaseSegDataset
+from mmseg.datasets import BaseSegDataset, COCOStuffDataset
 from mmseg.registry import DATASETS, MODELS
 
 from ..models.vit import LayerNorm2d
@@ -13,17 +13,8 @@ from .checkpoints import enable_weights_only_checkpoints
 from .layer_decay import SAMILayerDecayOptimWrapperConstructor
 from .neck import SAMISimpleFPN
 
-# Spelled out rather than read from mmdet, so that segmentation with this adapter does not need mmdet.
-COCO_THING_CLASSES = (
-    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat', 'traffic light',
-    'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow',
-    'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee',
-    'skis', 'snowboard', 'sports ball', 'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard',
-    'tennis racket', 'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple',
-    'sandwich', 'orange', 'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch',
-    'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote', 'keyboard',
-    'cell phone', 'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book', 'clock', 'vase', 'scissors',
-    'teddy bear', 'hair drier', 'toothbrush')
+# COCO-Stuff lists the 80 thing classes first, in COCO's order
+COCO_THING_CLASSES = tuple(COCOStuffDataset.METAINFO['classes'][:80])
 
 
 class SAMICocoSemanticDataset(BaseSegDataset):

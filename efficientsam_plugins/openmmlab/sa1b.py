@@ -19,6 +19,33 @@ from ..evaluation.dataset import InstanceDataset, load_rgb_image, read_json
 MAX_RESAMPLE_ATTEMPTS = 20
 
 
+def resize_image(image: torch.Tensor, size) -> torch.Tensor:
+    """uint8 ``[3, H, W]`` to ``size`` (an int: square), bilinear, as the model's own resize."""
+    image = F.interpolate(image[None].float(), size, mode='bilinear', align_corners=False)[0]
+    return image.round().clamp(0, 255).to(torch.uint8)
+
+
+def resize_masks(masks: torch.Tensor, size) -> torch.Tensor:
+    """bool ``[N, H, W]`` to ``size`` (an int: square): a pixel is set where the mask covers half of it."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(masks.shape[-2:]) == size:
+        return masks
+    return F.interpolate(masks[:, None].float(), size, mode='area')[:, 0] >= 0.5
+
+
+def random_masks(anns: Sequence[Dict[str, Any]], decode: Callable, size, limit: Optional[int]) -> List[torch.Tensor]:
+    """Up to ``limit`` (None: all) of the annotations' masks, in random order, at ``size``; masks
+    that vanish there are skipped."""
+    masks = []
+    for i in torch.randperm(len(anns)).tolist():
+        mask = resize_masks(torch.from_numpy(decode(anns[i]))[None], size)[0]
+        if mask.any():
+            masks.append(mask)
+            if len(masks) == limit:
+                break
+    return masks
+
+
 class _ImageEntry(NamedTuple):
     image_id: int
     img_path: str
@@ -111,19 +138,10 @@ class SA1BDataset(Dataset):
 
     def _training_sample(self, entry: _ImageEntry) -> Optional[Dict[str, Any]]:
         image, anns, decode, sample = self._load(entry)
-        masks = []
-        for i in torch.randperm(len(anns)).tolist():
-            mask = torch.from_numpy(decode(anns[i]))[None, None].float()
-            mask = F.interpolate(mask, self.mask_size, mode='area')[0, 0] >= 0.5
-            if mask.any():
-                masks.append(mask)
-                if len(masks) == self.max_masks_per_image:
-                    break
+        masks = random_masks(anns, decode, self.mask_size, self.max_masks_per_image)
         if not masks:
             return None
-        image = F.interpolate(image[None].float(), self.img_size, mode='bilinear', align_corners=False)[0]
-        return dict(inputs=image.round().clamp(0, 255).to(torch.uint8),
-                    data_samples=dict(sample, gt_masks=torch.stack(masks)))
+        return dict(inputs=resize_image(image, self.img_size), data_samples=dict(sample, gt_masks=torch.stack(masks)))
 
     def _evaluation_sample(self, entry: _ImageEntry) -> Dict[str, Any]:
         image, anns, decode, sample = self._load(entry)

@@ -10,22 +10,18 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from mmengine.dist import get_rank
-from mmengine.logging import MessageHub, print_log
-from mmengine.model import BaseModel
+from mmengine.logging import MessageHub
 from mmengine.registry import DATASETS, HOOKS, MODELS
 
-from ..evaluation.promptable import PromptProtocol
 from ..evaluation.segmenters import PredictorSegmenter
-from ..fileio import atomic_write_json
-from ..models.checkpoint import load_prefixed, save_checkpoint
-from ..models.convert import config_path_of
-from ..models.efficient_sam.training import LOSS_WEIGHTS, training_round
+from ..models.checkpoint import load_prefixed
+from ..models.efficient_sam.training import training_round
 from ..models.predictor import LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
 from ..models.sami.teachers import TeacherSlot
 from ..models.squeeze_sam import SqueezeSam, SqueezeSamPredictor, build_squeeze_sam, resolve_config
 from ..models.squeeze_sam.distill import TeacherEmbeddingCache, bind_teacher, build_mask_teacher
 from . import efficientsam  # noqa: F401  (registers the shared data preprocessor, dataset, collate, metric)
-from .finetune import promptable_records
+from .finetune import PromptableTrainer
 from .hooks import EfficientSamExportHook
 from .whole_object import SqueezeSamSA1BDataset
 
@@ -50,7 +46,7 @@ def squeeze_sam_decoder(model: SqueezeSam, images: torch.Tensor):
 
 
 @MODELS.register_module(name='SqueezeSamTrainer')
-class SqueezeSamTrainer(BaseModel):
+class SqueezeSamTrainer(PromptableTrainer):
     """Wraps :func:`build_squeeze_sam` (the exact inference model) for SAM-style training.
 
     Each step runs :func:`training_round`: a box or a click (on the sample's ``click_masks``: one
@@ -74,21 +70,12 @@ class SqueezeSamTrainer(BaseModel):
                  eval_protocol: Optional[Mapping[str, Any]] = None, seed: int = 0,
                  data_preprocessor: Optional[Union[dict, torch.nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor or dict(type='EfficientSamDataPreprocessor'),
-                         init_cfg=init_cfg)
-        self.model_config = resolve_config(model_config)
-        self.model = build_squeeze_sam(self.model_config).train()
-        if not 0.0 <= box_probability <= 1.0:
-            raise ValueError(f'box_probability must be in [0, 1], got {box_probability}')
+        super().__init__(box_probability, loss_weights, eval_protocol, data_preprocessor, init_cfg)
         if num_iterative_clicks < 0:
             raise ValueError(f'num_iterative_clicks must be >= 0, got {num_iterative_clicks}')
-        unknown = sorted(set(loss_weights or {}) - set(LOSS_WEIGHTS))
-        if unknown:
-            raise ValueError(f'unknown loss_weights keys {unknown}; expected focal, dice, iou')
-        self.loss_weights = {k: float(v) for k, v in {**LOSS_WEIGHTS, **(loss_weights or {})}.items()}
-        self.checkpoint, self.box_probability = checkpoint, box_probability
-        self.num_iterative_clicks, self.seed = num_iterative_clicks, seed
-        self.eval_protocol = PromptProtocol(**(eval_protocol or {}))
+        self.model_config = resolve_config(model_config)
+        self.model = build_squeeze_sam(self.model_config).train()
+        self.checkpoint, self.num_iterative_clicks, self.seed = checkpoint, num_iterative_clicks, seed
         self.teacher_slot: Optional[TeacherSlot] = None
         self.teacher_weight, self.teacher_cache = 0.0, None
         if teacher:
@@ -115,12 +102,11 @@ class SqueezeSamTrainer(BaseModel):
         if self.checkpoint:
             load_prefixed(self.model, self.checkpoint, '', what='SqueezeSAM')
 
-    def forward(self, inputs, data_samples: Optional[List[dict]] = None, mode: str = 'tensor'):
-        if mode in ('loss', 'predict'):
-            return getattr(self, mode)(inputs, data_samples)
-        if mode == 'tensor':
-            return self.model.preprocess(inputs)
-        raise ValueError(f'unknown mode {mode!r}; expected loss, predict or tensor')
+    def embed(self, inputs):
+        return self.model.preprocess(inputs)
+
+    def segmenter(self) -> PredictorSegmenter:
+        return PredictorSegmenter(SqueezeSamPredictor(self.model))
 
     def _generator(self, device: torch.device) -> torch.Generator:
         step = int(MessageHub.get_current_instance().get_info('iter', self._calls))
@@ -134,11 +120,8 @@ class SqueezeSamTrainer(BaseModel):
         return torch.where(valid[..., None], points, -1.0), labels
 
     def loss(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> Dict[str, torch.Tensor]:
-        size = self.model.img_size
-        if not isinstance(inputs, torch.Tensor) or inputs.shape[-2:] != (size, size):
-            shapes = [tuple(x.shape) for x in inputs] if isinstance(inputs, list) else tuple(inputs.shape)
-            raise ValueError(f'training images must all be {size}x{size} (the model input); got {shapes}: '
-                             f'set ResizeToModelInput(img_size=...) to the model\'s encoder_image_size')
+        size = self.check_training_inputs(
+            inputs, 'set ResizeToModelInput(img_size=...) to the model\'s encoder_image_size')
         masks = [s['gt_masks'] for s in data_samples]
         click_masks = [s.get('click_masks', s['gt_masks']) for s in data_samples]
         has_outliers = ['outlier_points' in s for s in data_samples]
@@ -153,34 +136,16 @@ class SqueezeSamTrainer(BaseModel):
                               click_masks=click_masks, extra_prompts=extra, feed_previous_masks=True,
                               teacher=teacher, teacher_weight=self.teacher_weight)
 
-    @torch.no_grad()
-    def predict(self, inputs, data_samples: Sequence[dict]) -> List[Dict[str, Any]]:
-        """Promptable evaluation with :attr:`eval_protocol` through :class:`SqueezeSamPredictor`:
-        the records :class:`~efficientsam_plugins.openmmlab.metric.PromptableIoUMetric` aggregates."""
-        return promptable_records(self.model, PredictorSegmenter(SqueezeSamPredictor(self.model)), inputs,
-                                  data_samples, self.eval_protocol)
-
-
-def save_squeeze_sam(state_dict: Mapping[str, torch.Tensor], path: str, config: Mapping[str, Any]) -> str:
-    """``{"model": state_dict}`` (the official key names) and the full architecture in
-    ``<path>.config.json``: ``build_squeeze_sam(json.load(config), path)`` rebuilds it."""
-    save_checkpoint({'model': {k: v.detach().cpu() for k, v in state_dict.items()}}, path)
-    atomic_write_json(config_path_of(path), resolve_config(config), indent=2)
-    return path
-
 
 @HOOKS.register_module(name='SqueezeSamExportHook')
 class SqueezeSamExportHook(EfficientSamExportHook):
     """Writes ``<out_dir or work_dir>/<filename>`` (+ ``.config.json``) after training, loadable by
     :func:`build_squeeze_sam` and :class:`SqueezeSamPredictor`; the teacher is never part of it."""
 
+    label = 'SqueezeSAM checkpoint'
+
     def __init__(self, filename: str = 'squeezesam_trained.pt', out_dir: Optional[str] = None) -> None:
         super().__init__(filename, out_dir)
 
-    def save(self, model, path: str) -> None:
-        save_squeeze_sam(model.model.state_dict(), path, model.model_config)
-        print_log(f'SqueezeSAM checkpoint saved to {path}', logger='current')
 
-
-__all__ = ['SqueezeSamTrainer', 'SqueezeSamSA1BDataset', 'SqueezeSamExportHook', 'squeeze_sam_decoder',
-           'save_squeeze_sam']
+__all__ = ['SqueezeSamTrainer', 'SqueezeSamSA1BDataset', 'SqueezeSamExportHook', 'squeeze_sam_decoder']

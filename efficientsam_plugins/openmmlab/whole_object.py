@@ -9,17 +9,16 @@ tensors throughout, so the masks never round-trip through numpy):
 and leaves as ``dict(inputs, data_samples)`` with ``gt_masks`` (targets), ``click_masks`` (where the
 first click goes) and ``outlier_points`` / ``outlier_valid``, read by ``SqueezeSamTrainer``.
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmcv.transforms import BaseTransform
 from mmengine.dataset import Compose
 from mmengine.registry import TRANSFORMS
 
 from ..models.squeeze_sam.augment import (crop_masks, mask_box, merge_whole_objects, object_crop_box,
                                           sample_outlier_clicks)
-from .sa1b import SA1BDataset, _ImageEntry
+from .sa1b import SA1BDataset, _ImageEntry, random_masks, resize_image, resize_masks
 
 
 def _require(results: dict, *keys: str, step: str) -> None:
@@ -76,10 +75,9 @@ class ResizeToModelInput(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         _require(results, 'img', 'gt_masks', step='ResizeToModelInput')
-        image = F.interpolate(results['img'][None].float(), self.img_size, mode='bilinear', align_corners=False)[0]
         masks = results['gt_masks']
         if len(masks):
-            masks = F.interpolate(masks[:, None].float(), self.mask_size, mode='area')[:, 0] >= 0.5
+            masks = resize_masks(masks, self.mask_size)
             keep = masks.flatten(1).any(1)
             masks = masks[keep]
             if 'crop_object' in results:
@@ -88,7 +86,7 @@ class ResizeToModelInput(BaseTransform):
                 results['crop_object'] = int(position[0, 0]) if len(position) else None
         else:
             masks = masks.new_zeros((0, self.mask_size, self.mask_size))
-        results.update(img=image.round().clamp(0, 255).to(torch.uint8), gt_masks=masks,
+        results.update(img=resize_image(results['img'], self.img_size), gt_masks=masks,
                        img_shape=(self.img_size, self.img_size))
         return results
 
@@ -176,18 +174,9 @@ class SqueezeSamSA1BDataset(SA1BDataset):
         height, width = image.shape[-2:]
         scale = min(1.0, self.load_size / max(height, width)) if self.load_size else 1.0
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        masks: List[torch.Tensor] = []
-        for i in torch.randperm(len(anns)).tolist():
-            mask = torch.from_numpy(decode(anns[i]))
-            if size != (height, width):
-                mask = F.interpolate(mask[None, None].float(), size, mode='area')[0, 0] >= 0.5
-            if mask.any():
-                masks.append(mask)
-                if self.max_loaded_masks is not None and len(masks) == self.max_loaded_masks:
-                    break
+        masks = random_masks(anns, decode, size, self.max_loaded_masks)
         if not masks:
             return None
         if size != (height, width):
-            image = F.interpolate(image[None].float(), size, mode='bilinear', align_corners=False)[0]
-            image = image.round().clamp(0, 255).to(torch.uint8)
+            image = resize_image(image, size)
         return self.pipeline(dict(fields, img=image, gt_masks=torch.stack(masks), img_shape=size))

@@ -18,6 +18,7 @@ from typing import Optional, Union
 
 from filelock import FileLock, Timeout
 
+from ..fileio import sha256_file
 from .errors import ChecksumError, DownloadError, OfflineError, UnknownCheckpointError
 from .manifest import URL_SCHEMES, Entry, get_entry, list_entries
 
@@ -143,14 +144,9 @@ def _mismatch(path: Path, entry: Entry, rehash: bool = True) -> Optional[str]:
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         return f'size mismatch for {entry.filename}: expected {entry.size} bytes, got {size}'
-    if rehash and entry.sha256:
-        digest = hashlib.sha256()
-        with open(path, 'rb') as stream:
-            for block in iter(lambda: stream.read(1 << 20), b''):
-                digest.update(block)
-        if digest.hexdigest() != entry.sha256:
-            return (f'sha256 mismatch for {entry.filename}: expected {entry.sha256}, '
-                    f'got {digest.hexdigest()}')
+    digest = sha256_file(path) if rehash and entry.sha256 else entry.sha256
+    if digest != entry.sha256:
+        return f'sha256 mismatch for {entry.filename}: expected {entry.sha256}, got {digest}'
     return None
 
 

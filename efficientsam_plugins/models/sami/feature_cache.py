@@ -14,7 +14,6 @@ read. safetensors checks a shard's header on every read, the index its size, and
 :meth:`TeacherFeatureCache.verify` its hash; a corrupt shard raises :class:`FeatureCacheError`.
 """
 import glob
-import hashlib
 import json
 import os
 import uuid
@@ -24,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ...fileio import atomic_write, atomic_write_json
+from ...fileio import atomic_write, atomic_write_json, sha256_file
 
 # v3: maps at the teacher's native resolution by default (v2 stored the student's 14x14 grid, which
 # small crops upsample) and meta.json records the stored map size.
@@ -80,14 +79,6 @@ def incomplete_shards(root: str) -> List[str]:
     return sorted(glob.glob(os.path.join(shard_dir, '.*.tmp')) + orphans)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 22), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _load_index(index_path: str) -> Dict[str, Any]:
     try:
         with open(index_path) as f:
@@ -133,7 +124,7 @@ class FeatureCacheWriter:
         atomic_write(path, lambda tmp: save_file(self._maps, tmp))
         atomic_write_json(os.path.join(self.root, SHARD_DIR, name + '.json'), dict(
             format=FORMAT, shard=os.path.basename(path), keys=list(self._maps),
-            nbytes=os.path.getsize(path), sha256=_sha256(path)))
+            nbytes=os.path.getsize(path), sha256=sha256_file(path)))
         self._maps = {}
 
     def __enter__(self) -> 'FeatureCacheWriter':
@@ -183,7 +174,7 @@ class TeacherFeatureCache:
     def verify(self) -> List[str]:
         """Re-hashes every shard; returns one line per problem (empty when all is well)."""
         return [f'incomplete shard file {p}' for p in self.incomplete] + [
-            f'{s["path"]}: sha256 mismatch (corrupt)' for s in self._shards if _sha256(s['path']) != s['sha256']]
+            f'{s["path"]}: sha256 mismatch (corrupt)' for s in self._shards if sha256_file(s['path']) != s['sha256']]
 
 
 def image_key(img_path: str, image_root: str) -> str:

@@ -3,11 +3,8 @@
 A teacher maps the student's (normalised) images ``[B, 3, H, W]`` to target features
 ``[B, C, h, w]`` on the student's token grid, running at the student's resolution (position
 embeddings interpolated) or at a fixed one such as SAM's native 1024, its output then pooled to the
-student's grid exactly as cached maps are cut (:mod:`.views`).
-
-Teachers are frozen: no gradients, always in eval mode, ``init_weights`` leaves them alone. Held by
-:class:`TeacherSlot`, they also stay out of the student's module tree (state dict, optimizer,
-parent ``init_cfg``, DDP) while still following ``.to(device)``.
+student's grid exactly as cached maps are cut (:mod:`.views`). Teachers are frozen, and
+:class:`TeacherSlot` keeps them out of the student's module tree.
 """
 import abc
 import functools
@@ -108,8 +105,11 @@ class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
 
     def describe(self) -> Dict[str, Any]:
         """What makes two teachers' features interchangeable (recorded in feature caches)."""
-        return dict(type=type(self).__name__, resolution=self.resolution, layer=self.layer,
-                    out_channels=self.out_channels)
+        described = dict(type=type(self).__name__, resolution=self.resolution, layer=self.layer,
+                         out_channels=self.out_channels)
+        if hasattr(self, 'arch_name'):  # the teachers built from a named checkpoint
+            described.update(arch=self.arch_name, checkpoint=self.checkpoint and os.path.basename(self.checkpoint))
+        return described
 
 
 class SAMTeacher(FrozenTeacher):
@@ -170,8 +170,7 @@ class SAMTeacher(FrozenTeacher):
         keys = ('embed_dim', 'depth', 'num_heads', 'global_attn_indexes', 'img_size', 'patch_size',
                 'window_size', 'out_chans')
         spec = {k: (list(self.spec[k]) if k == 'global_attn_indexes' else self.spec[k]) for k in keys}
-        return dict(super().describe(), arch=self.arch_name, spec=spec,
-                    checkpoint=self.checkpoint and os.path.basename(self.checkpoint))
+        return dict(super().describe(), spec=spec)
 
 
 class EncoderTeacher(FrozenTeacher):
@@ -211,10 +210,6 @@ class EfficientSAMTeacher(EncoderTeacher):
             load_image_encoder(encoder, path, f'{what} checkpoint {path} (expected {expected})')
         super().__init__(encoder, resolution, layer)
         self.arch_name, self.checkpoint = config or 'custom', path
-
-    def describe(self) -> Dict[str, Any]:
-        return dict(super().describe(), arch=self.arch_name,
-                    checkpoint=self.checkpoint and os.path.basename(self.checkpoint))
 
 
 class TeacherSlot(nn.Module):
