@@ -35,8 +35,9 @@ def sami_optimizer_params(model: nn.Module, base_lr: float, weight_decay: float,
     """Parameter groups for ``L(torch.optim.AdamW)(params=L(sami_optimizer_params)(...))``.
 
     lr ``base_lr * lr_factor_func(name)``; weight decay by :func:`no_weight_decay`, the rule of the
-    mmdet configs, so both frameworks train the same recipe; detectron2's ``get_default_optimizer_params`` would exempt only ``torch.nn.LayerNorm`` modules
-    (not the LayerNorms of ViTDet's pyramid and heads) and decay biases. Equal settings share a group.
+    mmdet configs, so both frameworks train the same recipe; detectron2's
+    ``get_default_optimizer_params`` would exempt only ``torch.nn.LayerNorm`` modules (not the
+    LayerNorms of ViTDet's pyramid and heads) and decay biases. Equal settings share a group.
     """
     groups: Dict[tuple, list] = {}
     for name, param in model.named_parameters():

@@ -13,8 +13,8 @@ of the same numbers.
 On CPUs without VNNI (AVX2, early AVX-512) oneDNN multiplies uint8 activations by int8 weights
 with ``vpmaddubsw``, whose int16 pair sums saturate for activations above 127: measured on an
 AVX2 EPYC, a 64-channel 3x3 int8 conv of uniform random full-range inputs and weights is off by 9%
-RMS, one of 7-bit inputs is exact. Activations therefore use 7 bits there (``reduce_range``), so the compiled model computes
-what the reference graph does.
+RMS, one of 7-bit inputs is exact. Activations therefore use 7 bits there (``reduce_range``), so
+the compiled model computes what the reference graph does.
 
 SqueezeSAM normalises *after* the ReLU (conv -> ReLU -> BatchNorm), so the usual conv-BN fold does
 not apply. :func:`fold_batchnorm` folds each BatchNorm's scale into the convolution before the
