@@ -74,7 +74,8 @@ def extract_teacher_features(cfg: Config, out: str, image_size: Optional[int] = 
     """Fills (or resumes) the cache at ``out`` on every rank of ``cfg.launcher``; returns the
     problems ``verify`` found on rank 0 by re-hashing every shard. ``image_size`` defaults to the
     teacher's fixed ``resolution``, else its native input size (see the module docstring);
-    ``map_size`` pools the stored maps to a smaller grid (less disk, fewer cells per crop); ``amp`` runs the teacher in fp16 autocast (CUDA only)."""
+    ``map_size`` pools the stored maps to a smaller grid (less disk, fewer cells per crop); ``amp``
+    runs the teacher in fp16 autocast (CUDA only)."""
     from mmengine.dataset import default_collate
     from mmengine.registry import DATASETS, MODELS, init_default_scope
     from mmengine.utils import import_modules_from_strings
