@@ -8,16 +8,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch.nn as nn
 
-from ..models.vit import layer_decay_scale, vit_layer_depth
-
-NO_WEIGHT_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
-
-
-def no_weight_decay(name: str, param: nn.Parameter) -> bool:
-    """The one rule of both frameworks: 1-D parameters (every norm's weight and bias, every bias) and
-    position embeddings / tokens take no weight decay; relative-position tables do, as in
-    detectron2's and mmdet's ViTDet."""
-    return param.ndim == 1 or name.rsplit('.', 1)[-1] in NO_WEIGHT_DECAY_NAMES
+from ..models.vit import layer_decay_scale, no_weight_decay, vit_layer_depth
 
 
 def vit_lr_decay_rate(name: str, lr_decay_rate: float = 1.0, num_layers: int = 12,

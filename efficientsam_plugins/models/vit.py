@@ -336,6 +336,16 @@ def vit_layer_depth(param_name: str, depth: int, prefix: str = '') -> Tuple[int,
     return num_layers - 1, num_layers
 
 
+NO_WEIGHT_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
+
+
+def no_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """The weight-decay rule of every framework's optimizer: 1-D parameters (every norm's weight and
+    bias, every bias) and position embeddings / tokens take none; relative-position tables do, as
+    in detectron2's and mmdet's ViTDet."""
+    return param.ndim == 1 or name.rsplit('.', 1)[-1] in NO_WEIGHT_DECAY_NAMES
+
+
 def layer_decay_scale(layer_id: int, num_layers: int, decay_rate: float) -> float:
     """lr factor of a layer: the last layer (heads, neck) keeps 1, each earlier one x decay_rate."""
     return decay_rate ** (num_layers - 1 - layer_id)

@@ -6,8 +6,7 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-from ..detectron2.lr_decay import no_weight_decay  # torch only: the rule both frameworks share
-from ..models.vit import layer_decay_scale
+from ..models.vit import layer_decay_scale, no_weight_decay
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -15,7 +14,7 @@ class SAMILayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """ViTDet/BEiT layer decay over ``model.backbone.get_layer_depth``; everything else lr x1.
 
     ``paramwise_cfg``: ``layer_decay_rate`` (e.g. 0.7), ``custom_keys`` as in mmengine (by substring,
-    longest match wins); weight decay by :func:`~efficientsam_plugins.detectron2.lr_decay.no_weight_decay`.
+    longest match wins); weight decay by :func:`~efficientsam_plugins.models.vit.no_weight_decay`.
     Without ``backbone.get_layer_depth`` (another backbone dropped into a config), plain
     per-parameter groups, so the constructor is safe to leave in a config.
     """

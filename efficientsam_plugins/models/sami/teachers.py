@@ -62,12 +62,15 @@ class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
     ``resolution='student'`` runs the encoder on the student's images as they are; an int resizes
     them (bilinear) to that square size first, e.g. 1024 for SAM's native 64x64 grid, whose map is
     then pooled to the student's grid. ``layer`` is ``'neck'`` (256-d SAM neck output) or
-    ``'last_block'`` (the last ViT block).
+    ``'last_block'`` (the last ViT block). Teachers of a named architecture set ``arch_name`` and
+    ``checkpoint``, which :meth:`describe` then records.
     """
 
     out_channels: int
     patch_size: int
     native_size: int
+    arch_name: Optional[str] = None
+    checkpoint: Optional[str] = None
 
     def __init__(self, resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
         super().__init__()
@@ -107,7 +110,7 @@ class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
         """What makes two teachers' features interchangeable (recorded in feature caches)."""
         described = dict(type=type(self).__name__, resolution=self.resolution, layer=self.layer,
                          out_channels=self.out_channels)
-        if hasattr(self, 'arch_name'):  # the teachers built from a named checkpoint
+        if self.arch_name is not None:  # the teachers built from a named architecture
             described.update(arch=self.arch_name, checkpoint=self.checkpoint and os.path.basename(self.checkpoint))
         return described
 
