@@ -53,8 +53,3 @@ def sha256_file(path: str) -> str:
         for block in iter(lambda: stream.read(1 << 22), b''):
             digest.update(block)
     return digest.hexdigest()
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    import torch
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -34,12 +34,19 @@ from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceData
 from efficientsam_plugins.evaluation.segmenters import SqueezeSamSegmenter, load_squeeze_sam  # noqa: E402
 from efficientsam_plugins.evaluation.clicks import CLICK_PRESETS, CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS  # noqa: E402
 from efficientsam_plugins.fileio import check_output_path  # noqa: E402
-from efficientsam_plugins.evaluation.promptable import parse_prompts  # noqa: E402
 
 # --model: (loader of CLI strings, segmenter, default config, default queries per call)
 MODELS = dict(efficientsam=(lambda config, checkpoint, device: load_efficient_sam(config or 'ti', checkpoint, device),
                             EfficientSamSegmenter, 'ti', 64),
               squeezesam=(load_squeeze_sam, SqueezeSamSegmenter, 'base', 8))
+
+
+def parse_prompts(spec):
+    """``['box', '1', '3']`` to ``(True, (1, 3))``."""
+    bad = [item for item in spec if item != 'box' and not (item.isdigit() and int(item) > 0)]
+    if bad:
+        raise ValueError(f'unknown prompt {bad[0]!r}: use "box" or a number of clicks such as 1 or 3')
+    return 'box' in spec, tuple(int(item) for item in spec if item != 'box')
 
 
 def parse_args(argv=None):

@@ -21,7 +21,6 @@ from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceData
                                              atomic_write_json, evaluate_segmentation, load_detections,
                                              load_efficient_sam, segment_detections)
 from efficientsam_plugins.fileio import check_output_path  # noqa: E402
-from efficientsam_plugins.evaluation.zero_shot import format_ap_table  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -60,7 +59,8 @@ def main(argv=None) -> int:
     metrics = evaluate_segmentation(args.ann_file, results, dataset.format, max_dets)
     seconds = time.perf_counter() - start
     print(metrics.pop('summary'))
-    print(format_ap_table(metrics))
+    print(' '.join(f'{name:>6}' for name in metrics))  # AP in percent under each metric's name
+    print(' '.join(f'{100 * value:>6.1f}' for value in metrics.values()))
     print(f'{len(results)} masks on {len(detections)} images in {seconds:.1f}s ({dataset.format} format)')
     atomic_write_json(args.out, results)
     if args.metrics_out:

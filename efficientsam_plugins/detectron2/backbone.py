@@ -94,12 +94,10 @@ _PYRAMID_OPTIONS = ('OUT_CHANNELS', 'SCALE_FACTORS', 'TOP_BLOCK', 'SQUARE_PAD')
 
 def add_sami_config(cfg: CfgNode) -> CfgNode:
     """Adds ``cfg.MODEL.SAMI`` (the backbones' options, ViTDet-B defaults) to a yacs config."""
-    cfg.MODEL.SAMI = CfgNode(dict(
-        ARCH='b', IMG_SIZE=VITDET_SETTINGS['img_size'], PATCH_SIZE=16, PRETRAIN_IMG_SIZE=224,
-        DROP_PATH_RATE=VITDET_SETTINGS['drop_path_rate'], WINDOW_SIZE=VITDET_SETTINGS['window_size'],
-        GLOBAL_ATTN_INDEXES=list(VITDET_SETTINGS['global_attn_indexes']),
-        USE_REL_POS=VITDET_SETTINGS['use_rel_pos'], WITH_CP=False, OUT_CHANNELS=256,
-        SCALE_FACTORS=[4.0, 2.0, 1.0, 0.5], TOP_BLOCK=True, SQUARE_PAD=1024))
+    vitdet = {key.upper(): list(v) if isinstance(v, tuple) else v for key, v in VITDET_SETTINGS.items()}
+    cfg.MODEL.SAMI = CfgNode(dict(ARCH='b', PATCH_SIZE=16, PRETRAIN_IMG_SIZE=224, WITH_CP=False, **vitdet,
+                                  OUT_CHANNELS=256, SCALE_FACTORS=[4.0, 2.0, 1.0, 0.5], TOP_BLOCK=True,
+                                  SQUARE_PAD=1024))
     return cfg
 
 

@@ -6,13 +6,13 @@ it about every config; ``main`` runs detectron2's trainer the way detectron2's
 and a CPU fallback (device ``cpu``, AMP off) when CUDA is absent.
 """
 import argparse
-import json
 import logging
 import os
 import re
 from typing import List, Optional, Set
 
 from ..cli import non_negative_int, positive_int
+from ..fileio import atomic_write_json
 
 _DETECTRON2_IMPORT = re.compile(r'^\s*(?:from|import)\s+(?:detectron2|efficientsam_plugins\.detectron2)\b', re.M)
 _MMENGINE_MARKERS = re.compile(
@@ -54,8 +54,7 @@ def evaluate(cfg, model) -> dict:
     if comm.is_main_process():
         print_csv_format(results)
         os.makedirs(cfg.train.output_dir, exist_ok=True)
-        with open(os.path.join(cfg.train.output_dir, 'eval_results.json'), 'w') as file:
-            json.dump(results, file, indent=1)
+        atomic_write_json(os.path.join(cfg.train.output_dir, 'eval_results.json'), results, indent=1)
     return results
 
 

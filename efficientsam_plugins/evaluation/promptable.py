@@ -83,14 +83,6 @@ def click_name(k: int) -> str:
     return f'{k}_click' if k == 1 else f'{k}_clicks'
 
 
-def parse_prompts(spec: Sequence[str]) -> Tuple[bool, Tuple[int, ...]]:
-    """``['box', '1', '3']`` to ``(True, (1, 3))``."""
-    bad = [item for item in spec if item != 'box' and not (item.isdigit() and int(item) > 0)]
-    if bad:
-        raise ValueError(f'unknown prompt {bad[0]!r}: use "box" or a number of clicks such as 1 or 3')
-    return 'box' in spec, tuple(int(item) for item in spec if item != 'box')
-
-
 def _record(info: ImageInfo, inst: Instance, name: str, prompt: Dict[str, Any], mask: np.ndarray,
             score: float, keep_masks: bool) -> Dict[str, Any]:
     record = dict(image_id=info.id, annotation_id=inst.annotation_id, category_id=inst.category_id,

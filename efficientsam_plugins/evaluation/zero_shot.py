@@ -135,9 +135,3 @@ def evaluate_segmentation(ann_file: str, results: List[Dict[str, Any]], data_for
         metrics = {k: float(v) for k, v in zip(COCO_METRICS, evaluator.stats[:6])}
     metrics['summary'] = text.getvalue()
     return metrics
-
-
-def format_ap_table(metrics: Dict[str, Any]) -> str:
-    names = [k for k in LVIS_METRICS if k in metrics]
-    header = ' '.join(f'{n:>6}' for n in names)
-    return header + '\n' + ' '.join(f'{100 * metrics[n]:>6.1f}' for n in names)

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from ..fileio import atomic_torch_save
+from ..fileio import atomic_write
 
 CheckpointSource = Union[str, os.PathLike, Mapping[str, Any]]
 # What torch.load raises on damaged bytes or (weights_only) on objects that are not allow-listed.
@@ -126,5 +126,5 @@ def load_prefixed(module: nn.Module, checkpoint: CheckpointSource, prefix: str, 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: Union[str, os.PathLike]) -> str:
     """``torch.save`` atomically (no partial file on failure), creating the folder."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_torch_save(dict(checkpoint), os.fspath(path))
+    atomic_write(os.fspath(path), lambda tmp: torch.save(dict(checkpoint), tmp))
     return os.fspath(path)

@@ -69,6 +69,18 @@ def as_prompt_tensor(value: ArrayLike, name: str) -> torch.Tensor:
     return value.float()
 
 
+def check_prompts(images: torch.Tensor, batched_points: torch.Tensor, batched_point_labels: torch.Tensor) -> None:
+    """The shapes the models' ``predict_masks`` take (EfficientSAM, SqueezeSAM and its int8 twin; ``images``:
+    images or image embeddings), or a ValueError naming the wrong one."""
+    if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
+        raise ValueError(f'batched_points must be [B, Q, N, 2], got {tuple(batched_points.shape)}')
+    if batched_point_labels.shape != batched_points.shape[:3]:
+        raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
+                         f'got {tuple(batched_point_labels.shape)}')
+    if images.shape[0] != batched_points.shape[0]:
+        raise ValueError(f'{images.shape[0]} images for prompts of {batched_points.shape[0]} images')
+
+
 class Predictor(ABC):
     """SAM-style predictor: :meth:`set_image` once, then :meth:`predict` any number of prompts.
 

@@ -11,7 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import CheckpointSource, extract_state_dict, load_checkpoint, load_state_dict_strict
-from ..vit import ViT
+from ..predictor import check_prompts
+from ..vit import VIT_ARCHS, ViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import LABEL_PADDING, PromptEncoder
 from .transformer import TwoWayTransformer
@@ -26,10 +27,7 @@ DEFAULT_CONFIG: Dict[str, Any] = dict(
     neck_dims=[256, 256], dec_depth=2, dec_heads=8, dec_mlp_dim=2048, upscaling=[64, 32],
     num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256,
     decoder_max_num_input_points=6, negative_points=False)
-NAMED_CONFIGS: Dict[str, Dict[str, Any]] = {
-    'ti': dict(embed_dim=192, num_heads=3),
-    's': dict(embed_dim=384, num_heads=6),
-}
+NAMED_CONFIGS: Dict[str, Dict[str, Any]] = {name: dict(VIT_ARCHS[name]) for name in ('ti', 's')}  # ViT-Ti, ViT-S
 _IGNORED_CONFIG_KEYS = {'seed'}  # recorded by the reference files, not an architecture setting
 
 
@@ -67,11 +65,7 @@ class EfficientSam(nn.Module):
         negative point with ``negative_points``) to
         ``(logits [B, Q, M, 4h, 4w], iou_predictions [B, Q, M])``, logits upsampled (bicubic) to
         ``output_h x output_w`` when those are positive."""
-        if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
-            raise ValueError(f'batched_points must be [B, Q, N, 2], got {tuple(batched_points.shape)}')
-        if batched_point_labels.shape != batched_points.shape[:3]:
-            raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
-                             f'got {tuple(batched_point_labels.shape)}')
+        check_prompts(image_embeddings, batched_points, batched_point_labels)
         sparse = self.encode_prompts(self.get_rescaled_pts(batched_points, input_h, input_w), batched_point_labels)
         low_res, iou = self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(),
                                          sparse, multimask_output)

@@ -49,8 +49,6 @@ class MaskDecoder(nn.Module):
         """As :meth:`forward`, with the masks and IoUs of every mask token (single-mask first): both
         heads from one transformer pass (the ONNX decoder graph returns both)."""
         b, nq = sparse_prompt_embeddings.shape[:2]
-        if image_embeddings.shape[0] != b:
-            raise ValueError(f'{image_embeddings.shape[0]} image embeddings for prompts of {b} images')
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.expand(b, nq, -1, -1), sparse_prompt_embeddings], dim=2)
         hs, src = self.transformer(image_embeddings, image_pe, tokens, output_tokens.shape[0])

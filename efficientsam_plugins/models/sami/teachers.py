@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import checkpoint_path, extract_state_dict, load_checkpoint, load_state_dict_strict
+from ..checkpoint import checkpoint_path, load_prefixed
 from ..vit import ViT, resize_abs_pos
 from .views import resize_to_grid
 
@@ -48,11 +48,6 @@ def teacher_checkpoint(checkpoint: Optional[Union[str, os.PathLike]], what: str,
         how = f'`python tools/zoo.py download {entry.name}` fetches it, or ' if entry else ''
         raise FileNotFoundError(f'{what} teacher: {err}; expected the official file {expected} '
                                 f'({how}pass its path as checkpoint=...)') from err
-
-
-def load_image_encoder(module: nn.Module, path: str, what: str) -> None:
-    """Loads the ``image_encoder.*`` entries of a SAM/EfficientSAM checkpoint strictly."""
-    load_state_dict_strict(module, extract_state_dict(load_checkpoint(path), 'image_encoder.', what), what)
 
 
 class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
@@ -155,7 +150,7 @@ class SAMTeacher(FrozenTeacher):
         self.out_channels = spec['out_chans'] if layer == 'neck' else spec['embed_dim']
         self.patch_size, self.native_size = spec['patch_size'], spec['img_size']
         if self.checkpoint is not None:
-            load_image_encoder(self.encoder, self.checkpoint, f'{what} checkpoint {self.checkpoint} (expected {expected})')
+            load_prefixed(self.encoder, self.checkpoint, 'image_encoder.', what=f'{what} (expected {expected})')
         self.freeze()
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -210,7 +205,7 @@ class EfficientSAMTeacher(EncoderTeacher):
                       img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
                       neck_dims=list(cfg['neck_dims']))
         if path is not None:
-            load_image_encoder(encoder, path, f'{what} checkpoint {path} (expected {expected})')
+            load_prefixed(encoder, path, 'image_encoder.', what=f'{what} (expected {expected})')
         super().__init__(encoder, resolution, layer)
         self.arch_name, self.checkpoint = config or 'custom', path
 

@@ -28,7 +28,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .squeeze_sam import SqueezeSam, check_prompts
+from ..predictor import check_prompts
+from .squeeze_sam import SqueezeSam
 from .unet_decoder import LinearUpsample2x
 from .unet_encoder import ConvReluNorm
 

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import CheckpointSource, extract_state_dict, load_checkpoint, load_state_dict_strict
+from ..predictor import check_prompts
 from .bottom_transformer import BottomTransformer
 from .early_fusion import EarlyFusion
 from .mask_head import MaskHead
@@ -106,17 +107,6 @@ class SqueezeSam(nn.Module):
             logits = F.interpolate(logits.flatten(0, 1), (input_h, input_w), mode='bicubic').view(
                 *logits.shape[:3], input_h, input_w)
         return logits, iou
-
-
-def check_prompts(images: torch.Tensor, batched_points: torch.Tensor, batched_point_labels: torch.Tensor) -> None:
-    """The shapes :meth:`SqueezeSam.predict_masks` (and its int8 twin) take, or a ValueError naming the wrong one."""
-    if batched_points.ndim != 4 or batched_points.shape[-1] != 2:
-        raise ValueError(f'batched_points must be [B, Q, N, 2], got {tuple(batched_points.shape)}')
-    if batched_point_labels.shape != batched_points.shape[:3]:
-        raise ValueError(f'batched_point_labels must be {tuple(batched_points.shape[:3])}, '
-                         f'got {tuple(batched_point_labels.shape)}')
-    if images.shape[0] != batched_points.shape[0]:
-        raise ValueError(f'{images.shape[0]} images for prompts of {batched_points.shape[0]} images')
 
 
 def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
