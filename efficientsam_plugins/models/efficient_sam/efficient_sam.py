@@ -135,14 +135,20 @@ def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
+def build_image_encoder(config: Union[str, Mapping[str, Any]] = 'ti') -> ViT:
+    """EfficientSAM's image encoder (the core ViT with SAM's neck) for a config of :func:`resolve_config`."""
+    cfg = resolve_config(config)
+    return ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
+               img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
+               neck_dims=list(cfg['neck_dims']))
+
+
 def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
                         checkpoint: Optional[CheckpointSource] = None) -> EfficientSam:
     """EfficientSAM in eval mode, like the official builders, with ``checkpoint`` (a path, a URL, a
     ``zoo://`` name or a loaded ``{"model": state_dict}``) loaded strictly when given."""
     cfg = resolve_config(config)
-    encoder = ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
-                  img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
-                  neck_dims=list(cfg['neck_dims']))
+    encoder = build_image_encoder(cfg)
     embed_dim = cfg['neck_dims'][-1]  # the official builder's transformer_output_dim
     grid = cfg['img_size'] // cfg['patch_size']
     model = EfficientSam(

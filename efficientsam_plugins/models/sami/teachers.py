@@ -196,14 +196,12 @@ class EfficientSAMTeacher(EncoderTeacher):
 
     def __init__(self, arch: str = 'ti', checkpoint: Optional[Union[str, os.PathLike]] = 'efficientsam_ti',
                  resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
-        from ..efficient_sam.efficient_sam import resolve_config
+        from ..efficient_sam.efficient_sam import build_image_encoder, resolve_config
         cfg = resolve_config(arch)
         config = {192: 'ti', 384: 's'}.get(cfg['embed_dim'])
         what = f'EfficientSAM {config or "custom"}'
         path, expected = teacher_checkpoint(checkpoint, what, 'efficientsam', config)
-        encoder = ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
-                      img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
-                      neck_dims=list(cfg['neck_dims']))
+        encoder = build_image_encoder(cfg)
         if path is not None:
             load_prefixed(encoder, path, 'image_encoder.', what=f'{what} (expected {expected})')
         super().__init__(encoder, resolution, layer)
