@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     print(f'segment everything, EfficientSAM-{args.model.upper()} '
           f'({"random weights, relaxed filters" if not args.checkpoint else args.checkpoint}), '
           f'{args.size[0]}x{args.size[1]}, points_per_batch {args.points_per_batch}, {args.threads} threads')
-    print(f'| case | wall time (s) | peak RSS (MiB) | masks kept |\n|---|---:|---:|---:|')
+    print('| case | wall time (s) | peak RSS (MiB) | masks kept |\n|---|---:|---:|---:|')
     base = [sys.executable, os.path.abspath(__file__), '--size', *map(str, args.size), '--model', args.model,
             '--points-per-batch', str(args.points_per_batch), '--threads', str(args.threads)]
     base += ['--checkpoint', args.checkpoint] if args.checkpoint else []

@@ -196,9 +196,9 @@ class EfficientSAMTeacher(EncoderTeacher):
 
     def __init__(self, arch: str = 'ti', checkpoint: Optional[Union[str, os.PathLike]] = 'efficientsam_ti',
                  resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
-        from ..efficient_sam.efficient_sam import build_image_encoder, resolve_config
+        from ..efficient_sam.efficient_sam import NAMED_CONFIGS, build_image_encoder, resolve_config
         cfg = resolve_config(arch)
-        config = {192: 'ti', 384: 's'}.get(cfg['embed_dim'])
+        config = {named['embed_dim']: name for name, named in NAMED_CONFIGS.items()}.get(cfg['embed_dim'])
         what = f'EfficientSAM {config or "custom"}'
         path, expected = teacher_checkpoint(checkpoint, what, 'efficientsam', config)
         encoder = build_image_encoder(cfg)
