@@ -1,5 +1,5 @@
 """What every tool in ``tools/`` shares: one ``error: ...`` line for a user's mistake, argparse
-types, and the benchmarks' timing.
+types, the model options of the mask tools, and the benchmarks' timing.
 
 A tool ends with ``sys.exit(run_tool(main))``, so only the command line turns exceptions into
 messages; Python callers of ``main`` (and the tests) get the exception itself. Only exception types
@@ -15,7 +15,7 @@ USER_ERRORS: Tuple[Type[BaseException], ...] = (OSError, ValueError, ImportError
 # The package's own errors, by module: looked up only in modules already imported (one that was
 # never imported cannot have raised its error, and importing it here could fail, e.g. without torch).
 PACKAGE_ERRORS = {'efficientsam_plugins.zoo.errors': 'ZooError',
-                  'efficientsam_plugins.models.sami.feature_cache': 'FeatureCacheError'}
+                  'efficientsam_plugins.training.feature_cache': 'FeatureCacheError'}
 
 # What a bad config makes the toolboxes raise: KeyError from a registry asked for a type nobody
 # registered (a typo, or a missing custom_imports), SyntaxError from detectron2's LazyConfig.
@@ -90,3 +90,59 @@ def median_seconds(fn: Callable[[], Any], runs: int, warmup: int = 0) -> float:
     for _ in range(warmup):
         fn()
     return Measurement.merge([timer.blocked_autorange(min_run_time=0) for _ in range(runs)])[0].median
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, default: str = 'ti') -> None:
+    """The model options every mask tool shares (demo, segment everything, cut-out, export, web demo):
+    ``--model``, ``--checkpoint``, ``--random-weights``, ``--onnx``, ``--precision``, ``--device``."""
+    parser.add_argument('--model', default=default,
+                        help=f'ti, s, squeezesam, a zoo name (efficientsam_ti, efficientsam_s) or a model '
+                        f'config .json (default {default}); see efficientsam_plugins.build')
+    parser.add_argument('--checkpoint', help='checkpoint of --model: path, URL or zoo://NAME '
+                        '(default: the released weights from the model zoo)')
+    parser.add_argument('--random-weights', action='store_true', help='skip the download, random weights')
+    parser.add_argument('--onnx', metavar='DIR', help='run the graphs of tools/export_onnx.py --out DIR '
+                        'with onnxruntime instead of PyTorch (--model/--checkpoint then do not apply)')
+    parser.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'),
+                        help='PyTorch compute precision (bf16 pays on CPUs with AVX-512 BF16/AMX and on GPUs)')
+    parser.add_argument('--device', default='cpu', type=torch_device)
+
+
+def released_checkpoint(spec) -> Optional[str]:
+    """The released weights of a :class:`~efficientsam_plugins.build.ModelSpec` (an architecture
+    name means its zoo entry), downloaded and verified, or None with the reason on stderr."""
+    from .zoo import ZooError, entry_for, get_checkpoint
+    if spec.checkpoint is not None:
+        return spec.checkpoint
+    if not isinstance(spec.config, str):
+        return None
+    try:
+        return get_checkpoint(entry_for(spec.family, spec.config).name)
+    except ZooError as err:
+        never = " (SqueezeSAM's weights were never published)" if spec.family == 'squeezesam' else ''
+        print(f'could not get the released weights: {err}{never}', file=sys.stderr)
+        return None
+
+
+def load_predictor(args: argparse.Namespace, what: str = 'masks below are'):
+    """``(predictor, trained)``: the predictor the options of :func:`add_model_arguments` name, and
+    whether it has trained weights; without them it says so on stderr (``WARNING: running with
+    RANDOM weights``) and runs on random ones."""
+    from .build import build_predictor, resolve_model
+    if args.onnx:
+        if args.checkpoint or args.random_weights:
+            raise ValueError('--onnx runs the exported graphs: --checkpoint/--random-weights do not apply')
+        return build_predictor(args.onnx, backend='onnx'), True
+    spec = resolve_model(args.model)
+    if not isinstance(spec.config, str) and args.checkpoint is None and not args.random_weights:
+        raise ValueError('a config .json has no released weights: give --checkpoint or --random-weights')
+    checkpoint = args.checkpoint
+    if checkpoint is None and not args.random_weights:
+        checkpoint = released_checkpoint(spec)
+    if checkpoint is None:
+        network = '' if spec.family == 'squeezesam' else ' (or connect to the network)'
+        print(f'WARNING: running with RANDOM weights, so the {what} meaningless; pass '
+              f'--checkpoint {spec.released_file}{network} for real ones.', file=sys.stderr)
+    predictor = build_predictor(args.model, checkpoint, device=args.device, precision=args.precision,
+                                pretrained=False)
+    return predictor, checkpoint is not None

@@ -30,7 +30,7 @@ def official_state_dict(config: str = 'ti', seed: int = 1234) -> dict:
     Stands in for the released ``efficient_sam_vit{t,s}.pt`` (same keys and shapes); N(0, 0.05) noise,
     1-D ``.weight`` tensors around 1, like the shared reference's recipe.
     """
-    from efficientsam_plugins.models.efficient_sam import build_efficient_sam
+    from efficientsam_plugins.build import build_efficient_sam
     generator = torch.Generator().manual_seed(seed)
     state = build_efficient_sam(config).state_dict()
     for key, value in state.items():

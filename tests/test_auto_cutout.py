@@ -7,14 +7,18 @@ from collections import deque
 import numpy as np
 import pytest
 import torch
+from conftest import EFFICIENTSAM_TINY, REPO_ROOT
 from PIL import Image
 
-from conftest import EFFICIENTSAM_TINY, REPO_ROOT
 from efficientsam_plugins.cli import run_tool
-from efficientsam_plugins.models.squeeze_sam import salient_clicks
-from efficientsam_plugins.models.squeeze_sam.salient import (connected_components, most_salient_blob,
-                                                             resize_saliency, salient_blob_and_clicks,
-                                                             spectral_residual_saliency)
+from efficientsam_plugins.cutout import (
+    connected_components,
+    most_salient_blob,
+    resize_saliency,
+    salient_blob_and_clicks,
+    salient_clicks,
+    spectral_residual_saliency,
+)
 
 sys.path.insert(0, os.path.join(REPO_ROOT, 'tools'))
 import auto_cutout  # noqa: E402

@@ -10,15 +10,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import EFFICIENTSAM_TINY, REPO_ROOT
 from PIL import Image
 from torchvision.ops import box_iou
 
-from conftest import EFFICIENTSAM_TINY, REPO_ROOT
+from efficientsam_plugins import mask_generation as mg
+from efficientsam_plugins.automatic_mask_generator import AutomaticMaskGenerator
+from efficientsam_plugins.build import build_efficient_sam
 from efficientsam_plugins.cli import run_tool
-from efficientsam_plugins.models import mask_generation as mg
-from efficientsam_plugins.models.efficient_sam import (EfficientSamAutomaticMaskGenerator, EfficientSamPredictor,
-                                                       build_efficient_sam)
-from efficientsam_plugins.models.predictor import Predictor
+from efficientsam_plugins.predictor import Predictor
 
 amg = pytest.importorskip('segment_anything.utils.amg')
 TINY_CONFIG = json.load(open(os.path.join(EFFICIENTSAM_TINY, 'reference.json')))['config']
@@ -160,7 +160,7 @@ def test_same_masks_as_sam_generator_on_the_same_backend(image, kwargs):
     order may differ after small-region cleanup: SAM counts a mask whose islands are all small as
     changed (it keeps the largest, so nothing changes) and moves it to the end."""
     settings = dict(pred_iou_thresh=0.6, stability_score_thresh=0.0, output_mode='uncompressed_rle', **kwargs)
-    ours = EfficientSamAutomaticMaskGenerator(DiscPredictor(), **settings).generate(image)
+    ours = AutomaticMaskGenerator(DiscPredictor(), **settings).generate(image)
     theirs = sam_generator(DiscPredictor(), **settings).generate(image)
     assert len(ours) > 5 and len(ours) == len(theirs)
     if 'min_mask_region_area' in kwargs:
@@ -175,7 +175,7 @@ def test_same_masks_as_sam_generator_on_the_same_backend(image, kwargs):
 
 
 def test_records_are_sams_format_and_not_duplicated(image):
-    records = EfficientSamAutomaticMaskGenerator(DiscPredictor(), points_per_side=10, **RELAXED).generate(image)
+    records = AutomaticMaskGenerator(DiscPredictor(), points_per_side=10, **RELAXED).generate(image)
     assert len(records) > 5
     for record in records:
         assert set(record) == SAM_FIELDS
@@ -190,7 +190,7 @@ def test_records_are_sams_format_and_not_duplicated(image):
 
 
 def test_output_modes(image):
-    kinds = {mode: EfficientSamAutomaticMaskGenerator(DiscPredictor(), points_per_side=4, output_mode=mode,
+    kinds = {mode: AutomaticMaskGenerator(DiscPredictor(), points_per_side=4, output_mode=mode,
                                                       **RELAXED).generate(image)
              for mode in ('binary_mask', 'uncompressed_rle', 'coco_rle')}
     from pycocotools import mask as mask_utils
@@ -204,7 +204,7 @@ def test_output_modes(image):
 def test_efficientsam_same_masks_for_any_points_per_batch(tiny_model, image):
     """The random tiny model's masks all span the image, so NMS is off here (threshold 1) to compare
     every mask that passes the filters."""
-    runs = [EfficientSamAutomaticMaskGenerator(tiny_model, points_per_side=6, points_per_batch=batch,
+    runs = [AutomaticMaskGenerator(tiny_model, points_per_side=6, points_per_batch=batch,
                                                output_mode='uncompressed_rle', box_nms_thresh=1.0,
                                                **RELAXED).generate(image) for batch in (64, 7)]
     assert len(runs[0]) >= 10 and len(runs[0]) == len(runs[1])
@@ -215,10 +215,10 @@ def test_efficientsam_same_masks_for_any_points_per_batch(tiny_model, image):
 
 
 def test_only_survivors_are_upsampled_in_bounded_chunks(image, monkeypatch):
-    from efficientsam_plugins.models.efficient_sam import automatic_mask_generator
+    from efficientsam_plugins import automatic_mask_generator
     monkeypatch.setattr(automatic_mask_generator, 'UPSAMPLE_PIXELS', 5 * 160 * 96)
     predictor = DiscPredictor()
-    generator = EfficientSamAutomaticMaskGenerator(predictor, points_per_side=8, pred_iou_thresh=0.9,
+    generator = AutomaticMaskGenerator(predictor, points_per_side=8, pred_iou_thresh=0.9,
                                                    stability_score_thresh=0.0)
     generator.generate(image)
     assert 0 < sum(predictor.upsampled) < 8 * 8 * 3 / 4 and max(predictor.upsampled) <= 5
@@ -226,22 +226,22 @@ def test_only_survivors_are_upsampled_in_bounded_chunks(image, monkeypatch):
 
 @pytest.mark.parametrize('crop_n_layers', [0, 1])
 def test_masks_over_the_rle_budget_are_decoded_again(image, monkeypatch, crop_n_layers):
-    from efficientsam_plugins.models.efficient_sam import automatic_mask_generator
+    from efficientsam_plugins import automatic_mask_generator
     settings = dict(points_per_side=6, crop_n_layers=crop_n_layers, output_mode='uncompressed_rle', **RELAXED)
-    stored = EfficientSamAutomaticMaskGenerator(DiscPredictor(), **settings).generate(image)
+    stored = AutomaticMaskGenerator(DiscPredictor(), **settings).generate(image)
     monkeypatch.setattr(automatic_mask_generator, 'RLE_BUDGET_BYTES', 4000)
     predictor = DiscPredictor()
-    redecoded = EfficientSamAutomaticMaskGenerator(predictor, **settings).generate(image)
+    redecoded = AutomaticMaskGenerator(predictor, **settings).generate(image)
     assert redecoded == stored and len(stored) > 5
     monkeypatch.setattr(automatic_mask_generator, 'RLE_BUDGET_BYTES', 0)
-    assert EfficientSamAutomaticMaskGenerator(DiscPredictor(), **settings).generate(image) == stored
+    assert AutomaticMaskGenerator(DiscPredictor(), **settings).generate(image) == stored
     boxes = [[10, 10, 60, 50], [80, 20, 150, 90]]
-    assert len(EfficientSamAutomaticMaskGenerator(DiscPredictor(), **RELAXED).generate(image, boxes=boxes)) == 2
+    assert len(AutomaticMaskGenerator(DiscPredictor(), **RELAXED).generate(image, boxes=boxes)) == 2
 
 
 def test_coarse_to_fine_skips_covered_points(image):
     predictor = DiscPredictor()
-    generator = EfficientSamAutomaticMaskGenerator(predictor, points_per_side=12, coarse_points_per_side=4,
+    generator = AutomaticMaskGenerator(predictor, points_per_side=12, coarse_points_per_side=4,
                                                    coarse_iou_thresh=0.8, **RELAXED)
     decoded = []
     decode = predictor.decode_low_res
@@ -256,7 +256,7 @@ def test_coarse_to_fine_skips_covered_points(image):
 
 def test_box_prompts(image):
     boxes = [[10, 10, 60, 50], [80, 20, 150, 90], [0, 0, 160, 96]]
-    records = EfficientSamAutomaticMaskGenerator(DiscPredictor(), **RELAXED).generate(image, boxes=boxes)
+    records = AutomaticMaskGenerator(DiscPredictor(), **RELAXED).generate(image, boxes=boxes)
     assert 1 <= len(records) <= 3
     for record in records:
         assert set(record) == SAM_FIELDS and len(record['point_coords']) == 2  # the box's corners
@@ -277,13 +277,13 @@ def test_box_prompts(image):
 ])
 def test_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        EfficientSamAutomaticMaskGenerator(DiscPredictor(), **kwargs)
+        AutomaticMaskGenerator(DiscPredictor(), **kwargs)
 
 
 def test_bad_inputs(image):
     with pytest.raises(TypeError, match='EfficientSam model or a Predictor'):
-        EfficientSamAutomaticMaskGenerator('ti')
-    generator = EfficientSamAutomaticMaskGenerator(DiscPredictor(), points_per_side=2)
+        AutomaticMaskGenerator('ti')
+    generator = AutomaticMaskGenerator(DiscPredictor(), points_per_side=2)
     with pytest.raises(ValueError, match='HxWx3'):
         generator.generate(image[..., 0])
     with pytest.raises(ValueError, match=r'boxes must be \[B, 4\]'):
@@ -291,7 +291,7 @@ def test_bad_inputs(image):
     with pytest.raises(ValueError, match='outside the 160x96 image'):
         generator.generate(image, boxes=[[0, 0, 500, 50]])
     with pytest.raises(ValueError, match='use crop_n_layers=0'):
-        EfficientSamAutomaticMaskGenerator(DiscPredictor(), crop_n_layers=1).generate(image, boxes=[[0, 0, 5, 5]])
+        AutomaticMaskGenerator(DiscPredictor(), crop_n_layers=1).generate(image, boxes=[[0, 0, 5, 5]])
 
 
 # --- tools/segment_everything.py ----------------------------------------------------------------

@@ -8,7 +8,7 @@ pytest.importorskip('mmpretrain')
 
 from mmengine.config import Config  # noqa: E402
 
-from efficientsam_plugins.models.vit import vit_arch  # noqa: E402
+from efficientsam_plugins.modeling.vit import vit_arch  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 ARCHS = ('tiny', 'small', 'base')

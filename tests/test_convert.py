@@ -7,10 +7,14 @@ import sys
 import pytest
 import torch
 
-from efficientsam_plugins.models import ViT
-from efficientsam_plugins.models.convert import (load_vit_checkpoint, to_backbone_checkpoint,
-                                                 to_official_efficientsam, vit_backbone_weights)
-from efficientsam_plugins.models.efficient_sam import build_efficient_sam
+from efficientsam_plugins.build import build_efficient_sam
+from efficientsam_plugins.convert import (
+    load_vit_checkpoint,
+    to_backbone_checkpoint,
+    to_official_efficientsam,
+    vit_backbone_weights,
+)
+from efficientsam_plugins.modeling.vit import ViT
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 
@@ -62,8 +66,9 @@ def test_cli_writes_atomically(tmp_path, official_vitt_checkpoint):
 
 def test_mmengine_zoo_scheme(tmp_path, monkeypatch, official_vitt_checkpoint):
     pytest.importorskip('mmengine', reason='mmengine is not installed')
-    import efficientsam_plugins.openmmlab.checkpoints  # noqa: F401  (registers zoo://)
     from mmengine.runner import load_checkpoint
+
+    import efficientsam_plugins.openmmlab.checkpoints  # noqa: F401  (registers zoo://)
     path = official_vitt_checkpoint
     manifest = tmp_path / 'zoo.json'
     manifest.write_text(json.dumps([dict(name='local_vitt', filename='local_vitt.pt', urls=['file://' + path],

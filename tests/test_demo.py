@@ -2,9 +2,8 @@ import os
 import subprocess
 import sys
 
-from PIL import Image
-
 from conftest import EFFICIENTSAM_TINY
+from PIL import Image
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 

@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT
+
 from efficientsam_plugins.detectron2.launch import is_detectron2_config
 from efficientsam_plugins.detectron2.lr_decay import vit_lr_decay_rate
 
@@ -150,7 +150,7 @@ def test_backbone_levels_and_padding_constraints(detectron2):
 
 def test_vit_backbone_is_the_core_vit(detectron2):
     from efficientsam_plugins.detectron2 import SAMIViTNet
-    from efficientsam_plugins.models.vit import ViT
+    from efficientsam_plugins.modeling.vit import ViT
     net = SAMIViTNet(arch='ti', img_size=256, window_size=8).eval()
     assert isinstance(net, ViT)
     assert [block.window_size for block in net.blocks] == [8, 8, 0, 8, 8, 0, 8, 8, 0, 8, 8, 0]
@@ -182,8 +182,8 @@ def test_yacs_registry_builds_the_backbones(detectron2):
 
 def test_checkpointer_loads_efficientsam_sami_zoo_and_detectron2_checkpoints(detectron2, official_vitt_checkpoint, tmp_path,
                                                                              monkeypatch, caplog):
+    from efficientsam_plugins.convert import to_backbone_checkpoint
     from efficientsam_plugins.detectron2 import SAMICheckpointer
-    from efficientsam_plugins.models.convert import to_backbone_checkpoint
     efficientsam_path = official_vitt_checkpoint
     expected = torch.load(efficientsam_path, map_location='cpu', weights_only=True)['model']
     sami_path = tmp_path / 'sami_pretrain.pth'

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
 
 pytest.importorskip('detectron2', reason='detectron2 is not installed; build it from its git repository '

@@ -9,10 +9,10 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import EFFICIENTSAM_TINY, TEST_DATA
 from PIL import Image
 
-from conftest import EFFICIENTSAM_TINY, TEST_DATA
-from efficientsam_plugins.models.efficient_sam import build_efficient_sam
+from efficientsam_plugins.build import build_efficient_sam
 
 
 def relative_l2(actual, expected):
@@ -127,7 +127,7 @@ def test_config_validation():
 
 def test_reassociated_attention_equals_projected_attention():
     """The few-tokens path (used for batched queries at full size) equals plain attention."""
-    from efficientsam_plugins.models.efficient_sam.transformer import TwoWayAttention
+    from efficientsam_plugins.modeling.transformer import TwoWayAttention
     torch.manual_seed(0)
     attention = TwoWayAttention(256, 8, downsample_rate=2)
     torch.nn.init.normal_(attention.k_proj.bias)

@@ -9,14 +9,29 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import COCO_MINI, COCO_ROOTS
-from efficientsam_plugins.evaluation import (BoxFillSegmenter, EfficientSamSegmenter, GroundTruthSegmenter,
-                                             ImageInfo, Instance, InstanceDataset, PromptBatch, PromptProtocol,
-                                             Segmentation, Segmenter, center_click, evaluate_dataset,
-                                             evaluate_image, next_positive_click, random_click, tight_box)
+
+from efficientsam_plugins.build import build_efficient_sam
+from efficientsam_plugins.evaluation import (
+    BoxFillSegmenter,
+    EfficientSamSegmenter,
+    GroundTruthSegmenter,
+    ImageInfo,
+    Instance,
+    InstanceDataset,
+    PromptBatch,
+    PromptProtocol,
+    Segmentation,
+    Segmenter,
+    center_click,
+    evaluate_dataset,
+    evaluate_image,
+    next_positive_click,
+    random_click,
+    tight_box,
+)
 from efficientsam_plugins.evaluation.clicks import click_rng
-from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam
+from efficientsam_plugins.predictor import EfficientSamPredictor
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 TINY = dict(img_size=256, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,

@@ -6,11 +6,19 @@ import os
 
 import pytest
 import torch
-
 from conftest import COCO_MINI, COCO_ROOTS
-from efficientsam_plugins.evaluation import (BoxFillSegmenter, GroundTruthSegmenter, InstanceDataset, PromptBatch,
-                                             Segmenter, evaluate_segmentation, load_detections, segment_detections)
-from efficientsam_plugins.models.efficient_sam import build_efficient_sam
+
+from efficientsam_plugins.build import build_efficient_sam
+from efficientsam_plugins.evaluation import (
+    BoxFillSegmenter,
+    GroundTruthSegmenter,
+    InstanceDataset,
+    PromptBatch,
+    Segmenter,
+    evaluate_segmentation,
+    load_detections,
+    segment_detections,
+)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 TINY = dict(img_size=256, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,

@@ -9,16 +9,21 @@ import torch
 
 pytest.importorskip('mmengine')
 
-from efficientsam_plugins.models.convert import (convert_checkpoint, load_exported,  # noqa: E402
-                                                 save_official_efficientsam)
-from efficientsam_plugins.openmmlab.efficientsam import (EfficientSamFinetuner, SA1BDataset,  # noqa: E402
-                                                         efficientsam_collate)
-from efficientsam_plugins.models.efficient_sam import build_efficient_sam  # noqa: E402
-from efficientsam_plugins.models.efficient_sam.losses import (binary_mask_iou, dice_loss, sam_loss,  # noqa: E402
-                                                              sigmoid_focal_loss)
-from efficientsam_plugins.models.efficient_sam.prompt_sampling import (jitter_boxes, mask_boxes,  # noqa: E402
-                                                                       sample_error_clicks, sample_prompts)
-from efficientsam_plugins.models.efficient_sam.training import training_round  # noqa: E402
+from efficientsam_plugins.build import build_efficient_sam  # noqa: E402
+from efficientsam_plugins.convert import convert_checkpoint, load_exported, save_official_efficientsam  # noqa: E402
+from efficientsam_plugins.openmmlab.efficientsam import (  # noqa: E402
+    EfficientSamFinetuner,
+    SA1BDataset,
+    efficientsam_collate,
+)
+from efficientsam_plugins.training.losses import binary_mask_iou, dice_loss, sam_loss, sigmoid_focal_loss  # noqa: E402
+from efficientsam_plugins.training.prompt_sampling import (  # noqa: E402
+    jitter_boxes,
+    mask_boxes,
+    sample_error_clicks,
+    sample_prompts,
+)
+from efficientsam_plugins.training.sam_round import training_round  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 COCO_MINI = os.path.join(REPO, 'data', 'coco_mini')

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from conftest import COCO_MINI
 
 mmengine = pytest.importorskip('mmengine')
@@ -49,7 +48,8 @@ def test_smoke_training_decreases_the_loss(smoke_run):
 
 
 def test_exported_checkpoint_loads_in_the_predictor(smoke_run):
-    from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam
+    from efficientsam_plugins.build import build_efficient_sam
+    from efficientsam_plugins.predictor import EfficientSamPredictor
     work_dir, _, _ = smoke_run
     path = work_dir / 'efficientsam_smoke.pt'
     assert list(torch.load(path, weights_only=True)) == ['model']

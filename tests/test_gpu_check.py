@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
 
 OPTIONAL = {'detectron2 not installed', 'config missing'}  # the only acceptable reasons to skip a row

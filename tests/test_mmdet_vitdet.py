@@ -5,7 +5,6 @@ import textwrap
 
 import pytest
 import torch
-
 from conftest import COCO_MINI
 
 pytest.importorskip('mmdet', reason='mmdet is not installed (pip install -e .[mm])')
@@ -14,8 +13,8 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import efficientsam_plugins.openmmlab.mmdet  # noqa: E402,F401
+from efficientsam_plugins.modeling.vit import ViT  # noqa: E402
 from efficientsam_plugins.openmmlab.mmdet import SAMIViT  # noqa: E402
-from efficientsam_plugins.models.vit import ViT  # noqa: E402
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 DATA_ROOT = COCO_MINI + '/'  # absolute: tests do not run from the repository root

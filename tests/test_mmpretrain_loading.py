@@ -10,7 +10,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import efficientsam_plugins.openmmlab.mmpretrain  # noqa: E402,F401
-from efficientsam_plugins.models.efficient_sam import build_efficient_sam  # noqa: E402
+from efficientsam_plugins.build import build_efficient_sam  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 PRETRAIN_SMOKE = os.path.join(REPO, 'configs', 'sami', 'sami_vit-{}_sam-vit-h_in1k-400e_smoke.py')

@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-
 from conftest import COCO_MINI
 
 pytest.importorskip('mmseg', reason='mmseg is not installed (pip install -e .[mm])')

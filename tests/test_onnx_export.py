@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
-
 from conftest import EFFICIENTSAM_TINY, REPO_ROOT, TEST_DATA
+from PIL import Image
 
 ort = pytest.importorskip('onnxruntime', reason="onnxruntime is not installed: pip install "
                           "'efficientsam_plugins[export]' to test the ONNX export")
 onnx = pytest.importorskip('onnx', reason="onnx is not installed: pip install 'efficientsam_plugins[export]'")
 
+from efficientsam_plugins.build import build_efficient_sam
 from efficientsam_plugins.cli import run_tool  # noqa: E402
 from efficientsam_plugins.deploy import export_squeeze_sam, load_onnx_predictor  # noqa: E402
-from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam  # noqa: E402
+from efficientsam_plugins.predictor import EfficientSamPredictor  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO_ROOT, 'tools'))
 import export_onnx  # noqa: E402
@@ -164,7 +164,8 @@ def test_int8_graphs_stay_close(exported, predictors):
 
 
 def test_squeeze_sam_graph_equals_pytorch(tmp_path, image):
-    from efficientsam_plugins.models.squeeze_sam import SqueezeSamPredictor, build_squeeze_sam
+    from efficientsam_plugins.build import build_squeeze_sam
+    from efficientsam_plugins.predictor import SqueezeSamPredictor
     model = build_squeeze_sam(tiny_config(SQUEEZESAM_TINY), os.path.join(SQUEEZESAM_TINY, 'state_dict.pt'))
     manifest = export_squeeze_sam(model, str(tmp_path))
     assert manifest['graphs'] == {'model': 'squeeze_sam.onnx'}

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam
-from efficientsam_plugins.models.predictor import Predictor
+from efficientsam_plugins.build import build_efficient_sam
+from efficientsam_plugins.predictor import EfficientSamPredictor, Predictor
 
 TINY = dict(img_size=256, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,
             dec_heads=2, dec_mlp_dim=64, upscaling=[16, 8], iou_head_hidden_dim=32)

@@ -10,7 +10,6 @@ import os
 
 import pytest
 import torch
-
 from conftest import COCO_MINI, REPO_ROOT
 
 pytest.importorskip('mmdet', reason='mmdet is not installed (pip install -e .[mm])')
@@ -111,8 +110,9 @@ def test_mmdet_test_image_reaches_the_vit_as_the_training_grid_and_boxes_stay_in
 
 
 def test_mmdet_data_preprocessor_pads_only_test_batches_and_refuses_bad_sizes():
-    from efficientsam_plugins.openmmlab.mmdet import SAMIDetDataPreprocessor
     from mmdet.structures import DetDataSample
+
+    from efficientsam_plugins.openmmlab.mmdet import SAMIDetDataPreprocessor
     preprocessor = SAMIDetDataPreprocessor(test_pad_size=(64, 64), pad_size_divisor=32)
     data = dict(inputs=[torch.zeros(3, 40, 50, dtype=torch.uint8)],
                 data_samples=[DetDataSample(metainfo=dict(img_shape=(40, 50)))])

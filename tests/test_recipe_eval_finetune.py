@@ -8,14 +8,24 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from conftest import COCO_MINI
-from efficientsam_plugins.evaluation import (ImageInfo, Instance, PromptProtocol, Segmentation, Segmenter,
-                                             center_click, evaluate_image, evaluate_segmentation, load_detections,
-                                             segment_detections)
+
+from efficientsam_plugins.build import build_efficient_sam
+from efficientsam_plugins.evaluation import (
+    ImageInfo,
+    Instance,
+    PromptProtocol,
+    Segmentation,
+    Segmenter,
+    center_click,
+    evaluate_image,
+    evaluate_segmentation,
+    load_detections,
+    segment_detections,
+)
 from efficientsam_plugins.evaluation.dataset import InstanceDataset
-from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam
-from efficientsam_plugins.models.efficient_sam.prompt_sampling import sample_error_clicks
+from efficientsam_plugins.predictor import EfficientSamPredictor
+from efficientsam_plugins.training.prompt_sampling import sample_error_clicks
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 TINY = dict(img_size=64, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,
@@ -153,7 +163,7 @@ def test_sam_preset_clicks_the_error_region_negative_where_the_model_can():
 
 @pytest.fixture(scope='module')
 def negative_checkpoint(tmp_path_factory):
-    from efficientsam_plugins.models.convert import save_official_efficientsam
+    from efficientsam_plugins.convert import save_official_efficientsam
     torch.manual_seed(0)
     model = build_efficient_sam(NEGATIVE)
     for p in model.parameters():
@@ -219,7 +229,7 @@ def test_error_clicks_with_negatives_follow_sam():
 
 def test_iterative_clicks_by_default_and_negative_clicks_are_trained(tmp_path):
     pytest.importorskip('mmengine')
-    from efficientsam_plugins.models.convert import load_exported, save_official_efficientsam
+    from efficientsam_plugins.convert import load_exported, save_official_efficientsam
     from efficientsam_plugins.openmmlab.efficientsam import EfficientSamFinetuner
     assert EfficientSamFinetuner(TINY).num_iterative_clicks == 4  # decoder from scratch
     released = save_official_efficientsam(build_efficient_sam(TINY).state_dict(), str(tmp_path / 'released.pt'))
@@ -272,6 +282,7 @@ def sami_smoke_checkpoint(tmp_path_factory):
 def test_paper_config_starts_from_a_sami_run(sami_smoke_checkpoint):
     from mmengine.config import Config
     from mmengine.registry import MODELS
+
     import efficientsam_plugins.openmmlab.efficientsam  # noqa: F401  (registers the finetuner)
     sami = torch.load(sami_smoke_checkpoint, weights_only=False)['state_dict']
     assert 'backbone.norm.weight' in sami and not any(k.startswith('backbone.neck.') for k in sami)

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from efficientsam_plugins.models import ViT
-from efficientsam_plugins.models.sami import (FULL_BOX, CrossAttentionDecoder, FeatureCacheError,
-                                              FeatureCacheWriter, ProjectionHead,
-                                              ReconstructionLoss, SAMTeacher, TeacherFeatureCache,
-                                              TeacherSlot, compose_boxes, crop_to_views,
-                                              random_token_mask, resize_to_grid)
-from efficientsam_plugins.models.sami.decoder import sincos_pos_embed_2d
+from efficientsam_plugins.modeling.sami.decoder import CrossAttentionDecoder, sincos_pos_embed_2d
+from efficientsam_plugins.modeling.sami.head import ProjectionHead, ReconstructionLoss
+from efficientsam_plugins.modeling.sami.masking import random_token_mask
+from efficientsam_plugins.modeling.vit import ViT
+from efficientsam_plugins.training.feature_cache import FeatureCacheError, FeatureCacheWriter, TeacherFeatureCache
+from efficientsam_plugins.training.teachers import SAMTeacher, TeacherSlot
+from efficientsam_plugins.training.views import FULL_BOX, compose_boxes, crop_to_views, resize_to_grid
 
 TINY_SAM = dict(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=[1], img_size=128,
                 window_size=2, out_chans=16)
@@ -150,8 +150,8 @@ def test_sam_teacher_errors_name_the_expected_file_and_keys(tmp_path):
 
 
 def test_efficientsam_encoder_serves_as_teacher(tmp_path):
-    from efficientsam_plugins.models.efficient_sam import build_efficient_sam
-    from efficientsam_plugins.models.sami import EfficientSAMTeacher
+    from efficientsam_plugins.build import build_efficient_sam
+    from efficientsam_plugins.training.teachers import EfficientSAMTeacher
     torch.manual_seed(0)
     model = build_efficient_sam('ti')
     torch.save({'model': model.state_dict()}, tmp_path / 'efficient_sam_vitt.pt')

@@ -12,10 +12,10 @@ pytest.importorskip('segment_anything')
 
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
+from test_sami_core import save_tiny_sam  # noqa: E402
 
 import efficientsam_plugins.openmmlab.mmpretrain  # noqa: E402,F401
-from efficientsam_plugins.models.sami import FeatureCacheWriter  # noqa: E402
-from test_sami_core import save_tiny_sam  # noqa: E402
+from efficientsam_plugins.training.feature_cache import FeatureCacheWriter  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 PRETRAIN = os.path.join(REPO, 'configs', 'sami', 'sami_vit-{}_sam-vit-h_in1k-400e{}.py')

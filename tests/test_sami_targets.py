@@ -17,9 +17,9 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import efficientsam_plugins.openmmlab.mmpretrain  # noqa: E402,F401
-from efficientsam_plugins.models.sami import FeatureCacheError, TeacherFeatureCache  # noqa: E402
-from efficientsam_plugins.models.sami.teachers import FrozenTeacher  # noqa: E402
 from efficientsam_plugins.openmmlab.extract import cache_plan, smallest_crop  # noqa: E402
+from efficientsam_plugins.training.feature_cache import FeatureCacheError, TeacherFeatureCache  # noqa: E402
+from efficientsam_plugins.training.teachers import FrozenTeacher  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 PRETRAIN = os.path.join(REPO, 'configs', 'sami', 'sami_vit-tiny_sam-vit-h{}_in1k-400e{}.py')

@@ -7,11 +7,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import EFFICIENTSAM_TINY, TEST_DATA
 from PIL import Image
 
-from conftest import EFFICIENTSAM_TINY, TEST_DATA
-from efficientsam_plugins.models.squeeze_sam import SqueezeSam, SqueezeSamPredictor, build_squeeze_sam
-from efficientsam_plugins.models.squeeze_sam.early_fusion import EarlyFusion, click_disks
+from efficientsam_plugins.build import build_squeeze_sam
+from efficientsam_plugins.modeling.squeeze_sam.early_fusion import EarlyFusion, click_disks
+from efficientsam_plugins.modeling.squeeze_sam.squeeze_sam import SqueezeSam
+from efficientsam_plugins.predictor import SqueezeSamPredictor
 
 SQUEEZESAM_TINY = os.path.join(TEST_DATA, 'squeezesam_tiny')
 PROMPTS = ['two_points', 'box', 'box_and_point', 'negative_point_ignored', 'two_queries_padded']

@@ -6,12 +6,13 @@ import os
 
 import pytest
 import torch
+from conftest import COCO_MINI, TEST_DATA
 from pycocotools import mask as mask_api
 
-from conftest import COCO_MINI, TEST_DATA
+from efficientsam_plugins.build import build_squeeze_sam
 from efficientsam_plugins.evaluation import InstanceDataset, tight_box
 from efficientsam_plugins.evaluation.lvis_merge import merge_lvis_masks
-from efficientsam_plugins.models.squeeze_sam import SqueezeSamPredictor, build_squeeze_sam
+from efficientsam_plugins.predictor import SqueezeSamPredictor
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 SQUEEZESAM_TINY = os.path.join(TEST_DATA, 'squeezesam_tiny')

@@ -9,17 +9,22 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import COCO_MINI, EFFICIENTSAM_TINY, TEST_DATA
+from PIL import Image
 
 pytest.importorskip('torchao', reason='int8 SqueezeSAM needs torchao')
 
-from efficientsam_plugins.models.squeeze_sam import SqueezeSamPredictor, build_squeeze_sam  # noqa: E402
-from efficientsam_plugins.models.squeeze_sam.quantize import (ChannelShift, FusedInputNetwork,  # noqa: E402
-                                                              calibration_inputs, fold_batchnorm,
-                                                              quantize_int8, random_prompts,
-                                                              recalibrate_batchnorm)
+from efficientsam_plugins.build import build_squeeze_sam
+from efficientsam_plugins.deploy.quantize import (  # noqa: E402
+    ChannelShift,
+    FusedInputNetwork,
+    calibration_inputs,
+    fold_batchnorm,
+    quantize_int8,
+    random_prompts,
+    recalibrate_batchnorm,
+)
+from efficientsam_plugins.predictor import SqueezeSamPredictor  # noqa: E402
 
 SQUEEZESAM_TINY = os.path.join(TEST_DATA, 'squeezesam_tiny')
 

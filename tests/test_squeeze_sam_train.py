@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from conftest import EFFICIENTSAM_TINY
 
 mmengine = pytest.importorskip('mmengine')
@@ -60,7 +59,8 @@ def test_smoke_training_decreases_the_loss(smoke_run):
 
 
 def test_exported_checkpoint_loads_in_the_predictor(smoke_run):
-    from efficientsam_plugins.models.squeeze_sam import SqueezeSamPredictor, build_squeeze_sam
+    from efficientsam_plugins.build import build_squeeze_sam
+    from efficientsam_plugins.predictor import SqueezeSamPredictor
     work_dir, _ = smoke_run
     path = work_dir / 'squeezesam_smoke.pt'
     state = torch.load(path, weights_only=True)
@@ -123,9 +123,9 @@ def test_distillation_teacher_is_frozen_outside_checkpoints_and_cached(tmp_path)
 
 
 def test_teacher_that_returns_the_ground_truth_changes_nothing():
-    from efficientsam_plugins.models.efficient_sam.training import training_round
-    from efficientsam_plugins.models.squeeze_sam import build_squeeze_sam
+    from efficientsam_plugins.build import build_squeeze_sam
     from efficientsam_plugins.openmmlab.squeezesam import squeeze_sam_decoder
+    from efficientsam_plugins.training.sam_round import training_round
     model = build_squeeze_sam(TINY_SQUEEZE).train()
     images = torch.rand(2, 3, 64, 64)
     masks = [s['gt_masks'] for s in batch()['data_samples']]
@@ -144,7 +144,7 @@ def test_teacher_that_returns_the_ground_truth_changes_nothing():
 
 
 def test_first_click_lies_on_the_click_mask_and_boxes_on_the_target():
-    from efficientsam_plugins.models.efficient_sam.prompt_sampling import sample_prompts
+    from efficientsam_plugins.training.prompt_sampling import sample_prompts
     target = torch.zeros(200, 16, 16, dtype=torch.bool)
     target[:, 2:14, 2:14] = True
     part = torch.zeros_like(target)
@@ -161,7 +161,7 @@ def test_segment_anything_teacher_decodes_points_and_boxes():
     pytest.importorskip('segment_anything')
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-    from efficientsam_plugins.models.squeeze_sam.distill import SegmentAnythingMaskTeacher, bind_teacher
+    from efficientsam_plugins.training.distill import SegmentAnythingMaskTeacher, bind_teacher
     torch.manual_seed(0)
     sam = Sam(ImageEncoderViT(img_size=64, patch_size=16, embed_dim=16, depth=1, num_heads=2, out_chans=16),
               PromptEncoder(embed_dim=16, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=4),
@@ -174,5 +174,5 @@ def test_segment_anything_teacher_decodes_points_and_boxes():
     targets = bind_teacher(teacher, torch.rand(1, 3, 32, 32), 32, 16)([points], [labels])
     assert targets.shape == (2, 16, 16) and targets.dtype == torch.bool
     with pytest.raises(ValueError, match='teacher kind'):
-        from efficientsam_plugins.models.squeeze_sam.distill import build_mask_teacher
+        from efficientsam_plugins.training.distill import build_mask_teacher
         build_mask_teacher('mobile_sam')

@@ -262,7 +262,7 @@ def test_run_tool_reports_user_errors_and_lets_bugs_through(capsys):
 
 
 def test_run_tool_knows_the_package_errors(capsys):
-    from efficientsam_plugins.models.sami import FeatureCacheError
+    from efficientsam_plugins.training.feature_cache import FeatureCacheError
     from efficientsam_plugins.zoo import ZooError
 
     for error in (FeatureCacheError('shard s.bin is corrupt'), ZooError('offline')):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from efficientsam_plugins.models import ViT, eager_attention, vit_arch
-from efficientsam_plugins.models.vit import resize_abs_pos
+from efficientsam_plugins.modeling.attention import eager_attention
+from efficientsam_plugins.modeling.vit import ViT, resize_abs_pos, vit_arch
 
 
 @pytest.mark.parametrize('name,dims', [('ti', (192, 12, 3)), ('small', (384, 12, 6)), ('b', (768, 12, 12))])

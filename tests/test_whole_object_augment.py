@@ -5,11 +5,16 @@ import os
 
 import pytest
 import torch
-
 from conftest import COCO_MINI
-from efficientsam_plugins.models.squeeze_sam.augment import (crop_masks, mask_box, merge_whole_objects,
-                                                             object_crop_box, sample_outlier_clicks,
-                                                             whole_object_relations)
+
+from efficientsam_plugins.training.augment import (
+    crop_masks,
+    mask_box,
+    merge_whole_objects,
+    object_crop_box,
+    sample_outlier_clicks,
+    whole_object_relations,
+)
 
 H = W = 40
 

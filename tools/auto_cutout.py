@@ -27,9 +27,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import positive_fraction, run_tool  # noqa: E402
+from efficientsam_plugins.cli import (  # noqa: E402  # noqa: E402
+    add_model_arguments,
+    load_predictor,
+    positive_fraction,
+    run_tool,
+)
 from efficientsam_plugins.fileio import atomic_write, check_output_path  # noqa: E402
-from efficientsam_plugins.tool_models import add_model_arguments, load_predictor  # noqa: E402
 
 CLICK_COLORS = ((255, 48, 48), (255, 210, 0))  # the whole blob's click, the sections' clicks
 MASK_COLOR = (0, 200, 120)
@@ -91,7 +95,7 @@ def read_saliency(path: str) -> np.ndarray:
 
 def saliency_for(image: np.ndarray, path):
     """(map [H, W] in [0, 1] at the image's size, its source in words)."""
-    from efficientsam_plugins.models.squeeze_sam.salient import resize_saliency, spectral_residual_saliency
+    from efficientsam_plugins.cutout import resize_saliency, spectral_residual_saliency
     if path is None:
         return spectral_residual_saliency(image), 'spectral residual'
     saliency = read_saliency(path)
@@ -174,7 +178,7 @@ def main(argv=None) -> int:
     overlay_format = check_image_output('--overlay', overlay_path, png_only=False)
     image = read_image(args.image)
 
-    from efficientsam_plugins.models.squeeze_sam.salient import salient_blob_and_clicks
+    from efficientsam_plugins.cutout import salient_blob_and_clicks
     start = time.perf_counter()
     saliency, source = saliency_for(image, args.saliency)
     saliency_seconds = time.perf_counter() - start

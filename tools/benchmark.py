@@ -31,11 +31,19 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import (median_seconds, non_negative_int, positive_int, run_tool,  # noqa: E402
-                                      torch_device)
-from efficientsam_plugins.models import eager_attention  # noqa: E402
-from efficientsam_plugins.models.efficient_sam import EfficientSamPredictor, build_efficient_sam  # noqa: E402
-from efficientsam_plugins.models.squeeze_sam import SqueezeSamPredictor, build_squeeze_sam  # noqa: E402
+from efficientsam_plugins.build import build_efficient_sam, build_squeeze_sam
+from efficientsam_plugins.cli import (  # noqa: E402
+    median_seconds,
+    non_negative_int,
+    positive_int,
+    run_tool,
+    torch_device,
+)
+from efficientsam_plugins.modeling.attention import eager_attention  # noqa: E402
+from efficientsam_plugins.predictor import (
+    EfficientSamPredictor,  # noqa: E402
+    SqueezeSamPredictor,  # noqa: E402
+)
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 QUERY_COUNTS = (1, 4, 16, 64)
@@ -85,7 +93,7 @@ def int8_agreement(fp32, int8, images, queries: int = 4) -> dict:
     IoU of each model's own best-IoU mask (what a user sees; a different pick counts against int8),
     ``same_candidate`` that of candidate ``k`` with candidate ``k`` over all of them (the network's
     numbers alone), ``flips`` the fraction of prompts whose best-IoU pick differs."""
-    from efficientsam_plugins.models.squeeze_sam.quantize import random_prompts
+    from efficientsam_plugins.deploy.quantize import random_prompts
 
     def mask_ious(a, b):
         a, b = a.flatten(1), b.flatten(1)
@@ -113,7 +121,7 @@ def int8_agreement(fp32, int8, images, queries: int = 4) -> dict:
 def squeeze_sam_config_of(checkpoint: str):
     """The architecture written beside a trained checkpoint (``<path>.config.json``, as the export
     hook writes it), else ``'base'``."""
-    from efficientsam_plugins.models.convert import config_path_of
+    from efficientsam_plugins.convert import config_path_of
     sidecar = config_path_of(checkpoint)
     if not os.path.isfile(sidecar):
         return 'base'
@@ -124,8 +132,7 @@ def squeeze_sam_config_of(checkpoint: str):
 @torch.no_grad()
 def benchmark_squeeze_sam(args) -> list:
     """SqueezeSAM rows, per precision: params, MACs and latency per query, int8 agreement."""
-    from efficientsam_plugins.models.squeeze_sam.quantize import (calibration_inputs, quantize_int8,
-                                                                  recalibrate_batchnorm)
+    from efficientsam_plugins.deploy.quantize import calibration_inputs, quantize_int8, recalibrate_batchnorm
     torch.manual_seed(0)
     if args.squeezesam_checkpoint:  # trained weights: their own BatchNorm statistics
         fp32 = build_squeeze_sam(squeeze_sam_config_of(args.squeezesam_checkpoint), args.squeezesam_checkpoint)

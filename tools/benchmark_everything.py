@@ -53,7 +53,8 @@ def run_case(args) -> None:
     import torch
     from PIL import Image
 
-    from efficientsam_plugins.models.efficient_sam import EfficientSamAutomaticMaskGenerator, EfficientSamPredictor
+    from efficientsam_plugins.automatic_mask_generator import AutomaticMaskGenerator
+    from efficientsam_plugins.predictor import EfficientSamPredictor
     torch.set_num_threads(args.threads)
     width, height = args.size
     with Image.open(IMAGE) as opened:
@@ -61,7 +62,7 @@ def run_case(args) -> None:
     predictor = EfficientSamPredictor.from_pretrained(args.model, args.checkpoint)
     settings, _ = CASES[args.run_case]
     filters = {} if args.checkpoint else RELAXED
-    generator = EfficientSamAutomaticMaskGenerator(predictor, points_per_batch=args.points_per_batch,
+    generator = AutomaticMaskGenerator(predictor, points_per_batch=args.points_per_batch,
                                                    output_mode='coco_rle', **{**filters, **settings})
     boxes = detector_boxes(width, height) if args.run_case == 'boxes' else None
     start = time.perf_counter()

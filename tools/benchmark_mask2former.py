@@ -14,8 +14,13 @@ import torch
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, REPO)
-from efficientsam_plugins.cli import (median_seconds, non_negative_int, positive_int, run_tool,  # noqa: E402
-                                      torch_device)
+from efficientsam_plugins.cli import (  # noqa: E402
+    median_seconds,
+    non_negative_int,
+    positive_int,
+    run_tool,
+    torch_device,
+)
 
 
 @torch.no_grad()
@@ -28,12 +33,13 @@ def main(argv=None) -> int:
     parser.add_argument('--device', default='cpu', type=torch_device)
     args = parser.parse_args(argv)
 
+    import mmdet.models  # noqa: F401  (Mask2Former's head and pixel decoder)
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
+
     import efficientsam_plugins.openmmlab.mmseg  # noqa: F401
-    import mmdet.models  # noqa: F401  (Mask2Former's head and pixel decoder)
     init_default_scope('mmseg')
 
     print(f'torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, '

@@ -42,6 +42,7 @@ def parse_args(argv=None):
 
 def build_models(img_size, skip_online):
     from mmengine.registry import init_default_scope
+
     import efficientsam_plugins.openmmlab.mmpretrain  # noqa: F401
     init_default_scope('mmpretrain')
     from mmpretrain.registry import MODELS

@@ -25,10 +25,19 @@ from typing import Callable, List
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import median_seconds, non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
+from efficientsam_plugins.build import (
+    build_efficient_sam,  # noqa: E402
+    build_squeeze_sam,  # noqa: E402
+)
+from efficientsam_plugins.cli import (  # noqa: E402
+    median_seconds,
+    non_negative_int,
+    positive_int,
+    run_tool,
+    torch_device,
+)
 from efficientsam_plugins.fileio import atomic_write_json  # noqa: E402
-from efficientsam_plugins.models.efficient_sam import build_efficient_sam, resolve_config  # noqa: E402
-from efficientsam_plugins.models.squeeze_sam import build_squeeze_sam  # noqa: E402
+from efficientsam_plugins.modeling.efficient_sam import resolve_config
 
 MODELS = ('efficientsam_ti', 'efficientsam_s', 'squeezesam')
 # The paper's Table 8 (one A100): images/s; SqueezeSAM is not in it.

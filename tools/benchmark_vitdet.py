@@ -14,8 +14,13 @@ import torch
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, REPO)
-from efficientsam_plugins.cli import (median_seconds, non_negative_int, positive_int, run_tool,  # noqa: E402
-                                      torch_device)
+from efficientsam_plugins.cli import (  # noqa: E402
+    median_seconds,
+    non_negative_int,
+    positive_int,
+    run_tool,
+    torch_device,
+)
 
 
 @torch.no_grad()
@@ -32,6 +37,7 @@ def main(argv=None) -> int:
     from mmdet.structures import DetDataSample
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
+
     import efficientsam_plugins.openmmlab.mmdet  # noqa: F401
     init_default_scope('mmdet')
 

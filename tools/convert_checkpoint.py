@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from efficientsam_plugins.cli import run_tool  # noqa: E402
-from efficientsam_plugins.models.convert import BACKBONE_TARGETS, convert_checkpoint  # noqa: E402
+from efficientsam_plugins.convert import BACKBONE_TARGETS, convert_checkpoint  # noqa: E402
 
 
 def main(argv=None) -> int:

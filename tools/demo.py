@@ -20,8 +20,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import run_tool  # noqa: E402
-from efficientsam_plugins.tool_models import add_model_arguments, load_predictor  # noqa: E402
+from efficientsam_plugins.cli import (  # noqa: E402
+    add_model_arguments,
+    load_predictor,
+    run_tool,  # noqa: E402
+)
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 DEFAULT_IMAGE = os.path.join(REPO, 'data', 'coco_mini', 'val2017', '000000002149.jpg')

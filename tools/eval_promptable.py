@@ -28,11 +28,17 @@ import time
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
 from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
-from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceDataset, PromptProtocol,  # noqa: E402
-                                             atomic_write_json, evaluate_dataset, format_table,
-                                             load_efficient_sam)
-from efficientsam_plugins.evaluation.segmenters import SqueezeSamSegmenter, load_squeeze_sam  # noqa: E402
+from efficientsam_plugins.evaluation import (  # noqa: E402
+    EfficientSamSegmenter,
+    InstanceDataset,
+    PromptProtocol,
+    atomic_write_json,
+    evaluate_dataset,
+    format_table,
+    load_efficient_sam,
+)
 from efficientsam_plugins.evaluation.clicks import CLICK_PRESETS, CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS  # noqa: E402
+from efficientsam_plugins.evaluation.segmenters import SqueezeSamSegmenter, load_squeeze_sam  # noqa: E402
 from efficientsam_plugins.fileio import check_output_path  # noqa: E402
 
 # --model: (loader of CLI strings, segmenter, default config, default queries per call)

@@ -17,9 +17,15 @@ import time
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
 from efficientsam_plugins.cli import positive_int, run_tool, torch_device  # noqa: E402
-from efficientsam_plugins.evaluation import (EfficientSamSegmenter, InstanceDataset,  # noqa: E402
-                                             atomic_write_json, evaluate_segmentation, load_detections,
-                                             load_efficient_sam, segment_detections)
+from efficientsam_plugins.evaluation import (  # noqa: E402
+    EfficientSamSegmenter,
+    InstanceDataset,
+    atomic_write_json,
+    evaluate_segmentation,
+    load_detections,
+    load_efficient_sam,
+    segment_detections,
+)
 from efficientsam_plugins.fileio import check_output_path  # noqa: E402
 
 

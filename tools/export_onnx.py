@@ -50,14 +50,18 @@ def architecture(args: argparse.Namespace):
                          f'got {args.config!r}')
     if args.model == 'squeezesam':
         return overrides
-    from efficientsam_plugins.models.efficient_sam.efficient_sam import NAMED_CONFIGS
+    from efficientsam_plugins.modeling.efficient_sam import NAMED_CONFIGS
     return {**NAMED_CONFIGS[args.model], **overrides}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from efficientsam_plugins.deploy.onnx_export import (SUPPORTED_OPSETS, export_efficient_sam,
-                                                         export_squeeze_sam, require_export_extra)
+    from efficientsam_plugins.deploy.onnx_export import (
+        SUPPORTED_OPSETS,
+        export_efficient_sam,
+        export_squeeze_sam,
+        require_export_extra,
+    )
     # Before loading any weights: what the export would refuse after them.
     if args.opset not in SUPPORTED_OPSETS:
         raise ValueError(f'--opset {args.opset} is not supported; use {SUPPORTED_OPSETS.start}..'
@@ -68,13 +72,15 @@ def main(argv=None) -> int:
     config = architecture(args)
     checkpoint = args.checkpoint
     if args.model == 'squeezesam':
-        from efficientsam_plugins.models.squeeze_sam import build_squeeze_sam, resolve_config
+        from efficientsam_plugins.build import build_squeeze_sam
+        from efficientsam_plugins.modeling.squeeze_sam.squeeze_sam import resolve_config
         if checkpoint is None and not args.random_weights:
             raise ValueError("SqueezeSAM's weights were never published: give --checkpoint, or "
                              '--random-weights for a graph with random weights')
         model, export = build_squeeze_sam(config, checkpoint), export_squeeze_sam
     else:
-        from efficientsam_plugins.models.efficient_sam import build_efficient_sam, resolve_config
+        from efficientsam_plugins.build import build_efficient_sam
+        from efficientsam_plugins.modeling.efficient_sam import resolve_config
         if checkpoint is None and not args.random_weights:
             from efficientsam_plugins.zoo import entry_for, get_checkpoint
             checkpoint = get_checkpoint(entry_for('efficientsam', args.model).name)

@@ -47,8 +47,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from efficientsam_plugins.openmmlab.launch import load_config
     from efficientsam_plugins.openmmlab.extract import extract_teacher_features
+    from efficientsam_plugins.openmmlab.launch import load_config
     args = parse_args(argv)
     cfg = load_config(args.config, cfg_options=args.cfg_options, launcher=args.launcher)
     problems = extract_teacher_features(cfg, args.out, args.image_size, args.map_size, args.batch_size,

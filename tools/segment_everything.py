@@ -21,9 +21,15 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.cli import fraction, non_negative_int, positive_int, run_tool  # noqa: E402
+from efficientsam_plugins.cli import (  # noqa: E402  # noqa: E402
+    add_model_arguments,
+    fraction,
+    load_predictor,
+    non_negative_int,
+    positive_int,
+    run_tool,
+)
 from efficientsam_plugins.fileio import atomic_write_json, check_output_path  # noqa: E402
-from efficientsam_plugins.tool_models import add_model_arguments, load_predictor  # noqa: E402
 
 
 def read_boxes(path: str) -> np.ndarray:
@@ -55,8 +61,9 @@ def check_image_output(path: str) -> None:
 
 def draw_overlay(image: np.ndarray, records, path: str) -> None:
     """Every mask in its own colour over the image, larger masks first so small ones stay visible."""
-    from efficientsam_plugins.models.mask_generation import rle_to_mask
     from pycocotools import mask as mask_utils
+
+    from efficientsam_plugins.mask_generation import rle_to_mask
     pixels = image.astype(np.float32)
     colours = np.random.default_rng(0).integers(40, 256, (len(records), 3)).astype(np.float32)
     for record, colour in sorted(zip(records, colours), key=lambda pair: -pair[0]['area']):
@@ -100,9 +107,9 @@ def main(argv=None) -> int:
     except OSError as err:
         raise ValueError(f'cannot read image {args.image}: not an image file, or a damaged one ({err})') from err
 
-    from efficientsam_plugins.models.efficient_sam import EfficientSamAutomaticMaskGenerator
+    from efficientsam_plugins.automatic_mask_generator import AutomaticMaskGenerator
     predictor, trained = load_predictor(args)
-    generator = EfficientSamAutomaticMaskGenerator(
+    generator = AutomaticMaskGenerator(
         predictor, points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
         pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_score_thresh,
         stability_score_offset=args.stability_score_offset, box_nms_thresh=args.box_nms_thresh,

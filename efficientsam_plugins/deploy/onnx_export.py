@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..fileio import atomic_write, atomic_write_json
-from ..models.efficient_sam import EfficientSam
+from ..modeling.efficient_sam import EfficientSam
 
 MANIFEST_FILE = 'export.json'
 EFFICIENTSAM_GRAPHS = {'encoder': 'encoder.onnx', 'decoder': 'decoder.onnx'}

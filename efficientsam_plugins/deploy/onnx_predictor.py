@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from ..models.predictor import Predictor
+from ..predictor import Predictor
 from .onnx_export import read_manifest, require_export_extra
 
 

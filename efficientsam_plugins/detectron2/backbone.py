@@ -16,8 +16,8 @@ from detectron2.config import CfgNode  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone  # noqa: E402
 
-from ..models.simple_pyramid import SimpleFeaturePyramid  # noqa: E402
-from ..models.vit import VITDET_SETTINGS, ViT  # noqa: E402
+from ..modeling.simple_pyramid import SimpleFeaturePyramid  # noqa: E402
+from ..modeling.vit import VITDET_SETTINGS, ViT  # noqa: E402
 
 
 class SAMIViTNet(ViT, Backbone):

@@ -11,9 +11,9 @@ from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.utils.file_io import PathManager  # noqa: E402
 from iopath.common.file_io import PathHandler  # noqa: E402
 
-from ..models.checkpoint import checkpoint_path, extract_state_dict, load_checkpoint  # noqa: E402
-from ..models.convert import find_vit_prefix, vit_state_dict  # noqa: E402
-from ..models.vit import ViT  # noqa: E402
+from ..checkpoint import checkpoint_path, extract_state_dict, load_checkpoint  # noqa: E402
+from ..convert import find_vit_prefix, vit_state_dict  # noqa: E402
+from ..modeling.vit import ViT  # noqa: E402
 
 
 class ZooPathHandler(PathHandler):

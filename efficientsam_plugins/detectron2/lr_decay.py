@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch.nn as nn
 
-from ..models.vit import layer_decay_scale, no_weight_decay, vit_layer_depth
+from ..modeling.vit import layer_decay_scale, no_weight_decay, vit_layer_depth
 
 
 def vit_lr_decay_rate(name: str, lr_decay_rate: float = 1.0, num_layers: int = 12,

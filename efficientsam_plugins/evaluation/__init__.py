@@ -4,20 +4,17 @@ segmentation (mask AP), shared by the tools and the mmengine metric in ``openmml
 """
 from .clicks import CLICK_PRESETS, center_click, next_error_click, next_positive_click, random_click
 from .dataset import ImageInfo, Instance, InstanceDataset, load_rgb_image
-from ..fileio import atomic_write_json
 from .masks import encode_mask, mask_iou, size_bucket, tight_box
-from .promptable import (EvaluationResult, PromptProtocol, evaluate_dataset, evaluate_image,
-                         format_table, summarize)
-from .segmenters import (BoxFillSegmenter, EfficientSamSegmenter, GroundTruthSegmenter, PredictorSegmenter,
-                         PromptBatch, Segmentation, Segmenter, load_efficient_sam)
+from .promptable import EvaluationResult, PromptProtocol, evaluate_dataset, evaluate_image, format_table, summarize
+from .segmenters import BoxFillSegmenter, GroundTruthSegmenter, PredictorSegmenter, PromptBatch, Segmentation, Segmenter
 from .zero_shot import evaluate_segmentation, load_detections, segment_detections
 
 __all__ = [
     'PromptProtocol', 'evaluate_dataset', 'evaluate_image', 'summarize', 'format_table',
     'EvaluationResult', 'InstanceDataset', 'ImageInfo', 'Instance', 'load_rgb_image', 'Segmenter',
-    'PromptBatch', 'Segmentation', 'PredictorSegmenter', 'EfficientSamSegmenter', 'GroundTruthSegmenter',
-    'BoxFillSegmenter', 'load_efficient_sam', 'center_click', 'random_click', 'next_positive_click',
+    'PromptBatch', 'Segmentation', 'PredictorSegmenter', 'GroundTruthSegmenter',
+    'BoxFillSegmenter', 'center_click', 'random_click', 'next_positive_click',
     'next_error_click', 'CLICK_PRESETS',
     'mask_iou', 'tight_box', 'size_bucket', 'encode_mask',
-    'atomic_write_json', 'load_detections', 'segment_detections', 'evaluate_segmentation',
+    'load_detections', 'segment_detections', 'evaluate_segmentation',
 ]

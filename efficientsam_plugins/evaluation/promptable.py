@@ -8,8 +8,16 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from .clicks import (CLICK_PRESETS, CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS, center_click, click_rng,
-                     next_error_click, next_positive_click, random_click)
+from .clicks import (
+    CLICK_PRESETS,
+    CLICK_PROTOCOLS,
+    LATER_CLICK_PROTOCOLS,
+    center_click,
+    click_rng,
+    next_error_click,
+    next_positive_click,
+    random_click,
+)
 from .dataset import ImageInfo, Instance, InstanceDataset
 from .masks import SIZE_BUCKETS, encode_mask, mask_iou, tight_box
 from .segmenters import PromptBatch, Segmenter

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from ..models.convert import load_vit_checkpoint
-from ..models.vit import VITDET_SETTINGS, ViT
+from ..convert import load_vit_checkpoint
+from ..modeling.vit import VITDET_SETTINGS, ViT
 
 PRESETS = {'vitdet': VITDET_SETTINGS}
 OUT_TYPES = ('featmap', 'avg_featmap')

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from mmengine.runner import CheckpointLoader
 
-from ..models.checkpoint import load_checkpoint
-from ..models.convert import to_backbone_checkpoint
+from ..checkpoint import load_checkpoint
+from ..convert import to_backbone_checkpoint
 
 
 def _history_buffer_state(self) -> Dict[str, Any]:

@@ -17,12 +17,12 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
-from mmengine.dist import barrier, get_dist_info
 from mmengine.config import Config
+from mmengine.dist import barrier, get_dist_info
 from tqdm import tqdm
 
-from ..models.sami import (FeatureCacheWriter, TeacherFeatureCache, ensure_meta, image_key, incomplete_shards,
-                           resize_to_grid)
+from ..training.feature_cache import FeatureCacheWriter, TeacherFeatureCache, ensure_meta, image_key, incomplete_shards
+from ..training.views import resize_to_grid
 
 IMAGENET_1K_TRAIN_IMAGES = 1_281_167
 RANDOM_RESIZED_CROPS = ('SAMIRandomResizedCrop', 'RandomResizedCrop')

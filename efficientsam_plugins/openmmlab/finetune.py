@@ -7,13 +7,15 @@ from mmengine.logging import print_log
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.registry import MODELS
 
+from ..build import build_efficient_sam
+from ..checkpoint import load_prefixed
+from ..convert import load_encoder_weights
 from ..evaluation.dataset import ImageInfo, Instance
 from ..evaluation.promptable import PromptProtocol, evaluate_image
-from ..evaluation.segmenters import EfficientSamSegmenter
-from ..models.checkpoint import load_prefixed
-from ..models.convert import load_encoder_weights
-from ..models.efficient_sam import build_efficient_sam, resolve_config
-from ..models.efficient_sam.training import LOSS_WEIGHTS, efficient_sam_decoder, training_round
+from ..evaluation.segmenters import PredictorSegmenter
+from ..modeling.efficient_sam import resolve_config
+from ..predictor import EfficientSamPredictor
+from ..training.sam_round import LOSS_WEIGHTS, efficient_sam_decoder, training_round
 
 
 @MODELS.register_module(name='EfficientSamDataPreprocessor')
@@ -152,8 +154,8 @@ class EfficientSamFinetuner(PromptableTrainer):
     def embed(self, inputs):
         return self.model.get_image_embeddings(inputs)
 
-    def segmenter(self) -> EfficientSamSegmenter:
-        return EfficientSamSegmenter(self.model)
+    def segmenter(self) -> PredictorSegmenter:
+        return PredictorSegmenter(EfficientSamPredictor(self.model))
 
     def loss(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> Dict[str, torch.Tensor]:
         """SAM's training round (:func:`training_round`); the images are embedded once."""

@@ -9,7 +9,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..models.convert import save_export
+from ..convert import save_export
 
 
 @HOOKS.register_module()

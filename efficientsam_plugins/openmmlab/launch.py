@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from ..models.checkpoint import check_checkpoint_file
+from ..checkpoint import check_checkpoint_file
 from .checkpoints import enable_weights_only_checkpoints
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')

@@ -6,7 +6,7 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-from ..models.vit import layer_decay_scale, no_weight_decay
+from ..modeling.vit import layer_decay_scale, no_weight_decay
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

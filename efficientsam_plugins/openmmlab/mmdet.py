@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 from mmdet.models.data_preprocessors import BatchFixedSizePad, DetDataPreprocessor
 from mmdet.registry import MODELS
 
-from ..models.vit import LayerNorm2d
+from ..modeling.vit import LayerNorm2d
 from .backbone import SAMIViT
 from .checkpoints import enable_weights_only_checkpoints
 from .layer_decay import SAMILayerDecayOptimWrapperConstructor

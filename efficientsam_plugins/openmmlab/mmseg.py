@@ -7,7 +7,7 @@ loader for detection and segmentation), ``LN2d``, and a COCO-semantic dataset fo
 from mmseg.datasets import BaseSegDataset, COCOStuffDataset
 from mmseg.registry import DATASETS, MODELS
 
-from ..models.vit import LayerNorm2d
+from ..modeling.vit import LayerNorm2d
 from .backbone import SAMIViT
 from .checkpoints import enable_weights_only_checkpoints
 from .layer_decay import SAMILayerDecayOptimWrapperConstructor

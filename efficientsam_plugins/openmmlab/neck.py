@@ -4,7 +4,7 @@ from typing import Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from ..models.simple_pyramid import SimpleFeaturePyramid
+from ..modeling.simple_pyramid import SimpleFeaturePyramid
 
 
 class SAMISimpleFPN(nn.Module):

@@ -12,9 +12,10 @@ from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..models.sami import (CrossAttentionDecoder, EfficientSAMTeacher, ProjectionHead,
-                           ReconstructionLoss, SAMTeacher, TeacherSlot, check_mask_ratio,
-                           random_token_mask)
+from ..modeling.sami.decoder import CrossAttentionDecoder
+from ..modeling.sami.head import ProjectionHead, ReconstructionLoss
+from ..modeling.sami.masking import check_mask_ratio, random_token_mask
+from ..training.teachers import EfficientSAMTeacher, SAMTeacher, TeacherSlot
 from .transforms import TARGET_KEY
 
 TEACHER_MODES = ('online', 'cached')

@@ -13,13 +13,15 @@ from mmengine.dist import get_rank
 from mmengine.logging import MessageHub
 from mmengine.registry import DATASETS, HOOKS, MODELS
 
+from ..build import build_squeeze_sam
+from ..checkpoint import load_prefixed
 from ..evaluation.segmenters import PredictorSegmenter
-from ..models.checkpoint import load_prefixed
-from ..models.efficient_sam.training import training_round
-from ..models.predictor import LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
-from ..models.sami.teachers import TeacherSlot
-from ..models.squeeze_sam import SqueezeSam, SqueezeSamPredictor, build_squeeze_sam, resolve_config
-from ..models.squeeze_sam.distill import TeacherEmbeddingCache, bind_teacher, build_mask_teacher
+from ..modeling.common import LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
+from ..modeling.squeeze_sam.squeeze_sam import SqueezeSam, resolve_config
+from ..predictor import SqueezeSamPredictor
+from ..training.distill import TeacherEmbeddingCache, bind_teacher, build_mask_teacher
+from ..training.sam_round import training_round
+from ..training.teachers import TeacherSlot
 from . import efficientsam  # noqa: F401  (registers the shared data preprocessor, dataset, collate, metric)
 from .finetune import PromptableTrainer
 from .hooks import EfficientSamExportHook

@@ -9,7 +9,8 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.datasets.transforms import RandomResizedCrop
 from mmpretrain.registry import TRANSFORMS
 
-from ..models.sami import FULL_BOX, TeacherFeatureCache, compose_boxes, crop_to_views, image_key
+from ..training.feature_cache import TeacherFeatureCache, image_key
+from ..training.views import FULL_BOX, compose_boxes, crop_to_views
 
 VIEW_BOX_KEY = 'sami_view_box'
 TARGET_KEY = 'sami_target'

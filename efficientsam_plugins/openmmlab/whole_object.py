@@ -16,8 +16,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.dataset import Compose
 from mmengine.registry import TRANSFORMS
 
-from ..models.squeeze_sam.augment import (crop_masks, mask_box, merge_whole_objects, object_crop_box,
-                                          sample_outlier_clicks)
+from ..training.augment import crop_masks, mask_box, merge_whole_objects, object_crop_box, sample_outlier_clicks
 from .sa1b import SA1BDataset, _ImageEntry, random_masks, resize_image, resize_masks
 
 

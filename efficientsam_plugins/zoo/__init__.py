@@ -8,8 +8,7 @@ when needed. ``get_entry(name).arch`` says what a checkpoint holds (``Arch('sam'
 ``EFFICIENTSAM_ZOO_MANIFEST=user.json`` (more entries), ``EFFICIENTSAM_ZOO_MIRROR=https://host/dir``.
 """
 from .download import Verification, cache_dir, download, get_checkpoint, verify
-from .errors import (ChecksumError, DownloadError, ManifestError, OfflineError,
-                     UnknownCheckpointError, ZooError)
+from .errors import ChecksumError, DownloadError, ManifestError, OfflineError, UnknownCheckpointError, ZooError
 from .manifest import Arch, Entry, entry_for, get_entry, list_entries
 
 __all__ = [

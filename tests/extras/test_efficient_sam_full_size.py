@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import SHARED
-from efficientsam_plugins.models.efficient_sam import build_efficient_sam
+
+from efficientsam_plugins.build import build_efficient_sam
 
 REFERENCE = os.path.join(SHARED, 'reference', 'efficientsam')
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import SHARED
-from efficientsam_plugins.models.squeeze_sam import build_squeeze_sam
+
+from efficientsam_plugins.build import build_squeeze_sam
 
 REFERENCE = os.path.join(SHARED, 'reference', 'squeezesam')
 PROMPTS = ['two_points', 'box', 'box_and_point', 'negative_point_ignored', 'two_queries_padded']

@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..efficient_sam.prompt_sampling import sample_points_in_masks
+from .prompt_sampling import sample_points_in_masks
 
 
 def _check_masks(masks: torch.Tensor, what: str = 'masks') -> None:

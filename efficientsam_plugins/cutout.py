@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..predictor import image_to_tensor
+from .predictor import image_to_tensor
 
 MapLike = Union[np.ndarray, torch.Tensor]
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...fileio import atomic_write, atomic_write_json
-from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
+from ..fileio import atomic_write, atomic_write_json
+from ..modeling.common import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 
 CACHE_FORMAT = 'efficientsam_plugins/squeezesam-teacher-embeddings/v1'
 TEACHER_KINDS = ('efficientsam', 'sam')
@@ -117,7 +117,7 @@ def build_mask_teacher(kind: str = 'efficientsam', checkpoint: Optional[str] = N
     """``'efficientsam'``: :func:`build_efficient_sam(config or 'ti', checkpoint)` (a path or zoo
     name); ``'sam'``: ``segment_anything``'s ``sam_model_registry[config or 'vit_h'](checkpoint)``."""
     if kind == 'efficientsam':
-        from ..efficient_sam import build_efficient_sam
+        from ..build import build_efficient_sam
         config = config or 'ti'
         return EfficientSamMaskTeacher(build_efficient_sam(config, checkpoint),
                                        dict(kind=kind, config=config, checkpoint=str(checkpoint)))
@@ -125,6 +125,7 @@ def build_mask_teacher(kind: str = 'efficientsam', checkpoint: Optional[str] = N
         if checkpoint is None:
             raise ValueError("the SAM teacher needs checkpoint=<sam_vit_h_4b8939.pth or another SAM file>")
         from segment_anything import sam_model_registry
+
         from ..checkpoint import checkpoint_path
         config = config or 'vit_h'
         if config not in sam_model_registry:

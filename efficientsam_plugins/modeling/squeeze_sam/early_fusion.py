@@ -12,10 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..predictor import LABEL_NEGATIVE, LABEL_POINT
-
-PIXEL_MEAN = (0.485, 0.456, 0.406)
-PIXEL_STD = (0.229, 0.224, 0.225)
+from ..common import LABEL_NEGATIVE, LABEL_POINT, PIXEL_MEAN, PIXEL_STD
 
 
 def click_disks(points: torch.Tensor, selected: torch.Tensor, size: int, radius: float) -> torch.Tensor:

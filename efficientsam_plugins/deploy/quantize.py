@@ -28,10 +28,10 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from ..predictor import check_prompts
-from .squeeze_sam import SqueezeSam
-from .unet_decoder import LinearUpsample2x
-from .unet_encoder import ConvReluNorm
+from ..modeling.common import check_prompts
+from ..modeling.squeeze_sam.squeeze_sam import SqueezeSam
+from ..modeling.squeeze_sam.unet_decoder import LinearUpsample2x
+from ..modeling.squeeze_sam.unet_encoder import ConvReluNorm
 
 
 class ChannelShift(nn.Module):
@@ -100,7 +100,6 @@ class Int8SqueezeSam(nn.Module):
     ``predict_masks``, ``forward``), so :class:`SqueezeSamPredictor` runs it unchanged."""
 
     mask_threshold = SqueezeSam.mask_threshold
-    image_format = SqueezeSam.image_format
     img_size = SqueezeSam.img_size
     negative_click_channel = SqueezeSam.negative_click_channel
     previous_mask_channel = SqueezeSam.previous_mask_channel

@@ -32,7 +32,6 @@ class SimpleFeaturePyramid(nn.Module):
                 *resize,
                 nn.Conv2d(channels, out_channels, 1, bias=False), LayerNorm2d(out_channels),
                 nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), LayerNorm2d(out_channels)))
-        self.num_levels = len(self.stages) + int(top_block)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         """``[B, C, H, W]`` to the levels, finest first."""

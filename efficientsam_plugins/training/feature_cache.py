@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ...fileio import atomic_write, atomic_write_json, sha256_file
+from ..fileio import atomic_write, atomic_write_json, sha256_file
 
 # v3: maps at the teacher's native resolution by default (v2 stored the student's 14x14 grid, which
 # small crops upsample) and meta.json records the stored map size.

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from .efficient_sam import EfficientSam
+from ..modeling.efficient_sam import EfficientSam
 from .losses import sam_loss
 from .prompt_sampling import sample_error_clicks, sample_prompts
 

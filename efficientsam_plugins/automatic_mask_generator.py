@@ -25,13 +25,23 @@ import torch
 from torchvision.ops import nms
 from tqdm import tqdm
 
-from ..mask_generation import (box_near_crop_edge, coco_rle, crop_boxes, layer_point_grids, masks_to_boxes,
-                               masks_to_rle, pad_to_image, remove_small_regions, rle_area, rle_for_json,
-                               rle_to_mask, stability_score)
-from ..predictor import (LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_POINT, ArrayLike, Predictor,
-                         as_prompt_tensor, image_to_tensor)
-from .efficient_sam import EfficientSam
-from .predictor import EfficientSamPredictor
+from .mask_generation import (
+    box_near_crop_edge,
+    coco_rle,
+    crop_boxes,
+    layer_point_grids,
+    masks_to_boxes,
+    masks_to_rle,
+    pad_to_image,
+    remove_small_regions,
+    rle_area,
+    rle_for_json,
+    rle_to_mask,
+    stability_score,
+)
+from .modeling.common import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_POINT
+from .modeling.efficient_sam import EfficientSam
+from .predictor import ArrayLike, EfficientSamPredictor, Predictor, as_prompt_tensor, image_to_tensor
 
 OUTPUT_MODES = ('binary_mask', 'uncompressed_rle', 'coco_rle')
 # Full-resolution logits upsampled at once: 2**24 floats (64 MiB), i.e. 8 masks of 1920x1080.
@@ -84,7 +94,7 @@ def _check_count(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
 
 
-class EfficientSamAutomaticMaskGenerator:
+class AutomaticMaskGenerator:
     """Masks for everything in an image from a grid of point prompts (SAM's parameters).
 
     ``model_or_predictor``: an :class:`EfficientSam` model or any :class:`Predictor` (EfficientSAM,

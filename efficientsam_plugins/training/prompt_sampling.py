@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
+from ..modeling.common import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
 
 REFERENCE_IMG_SIZE = 1024
 

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from ..fileio import atomic_write
+from .fileio import atomic_write
 
 CheckpointSource = Union[str, os.PathLike, Mapping[str, Any]]
 # What torch.load raises on damaged bytes or (weights_only) on objects that are not allow-listed.
@@ -25,7 +25,7 @@ def checkpoint_path(source: Union[str, os.PathLike]) -> str:
         return path
     if '://' not in path and ('/' in path or os.sep in path or path.endswith(('.pt', '.pth'))):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
-    from ..zoo import get_checkpoint  # zoo names (``zoo://`` or bare) and URLs
+    from .zoo import get_checkpoint  # zoo names (``zoo://`` or bare) and URLs
     return get_checkpoint(path)
 
 

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import checkpoint_path, load_prefixed
-from ..vit import ViT, resize_abs_pos
+from ..modeling.vit import ViT, resize_abs_pos
 from .views import resize_to_grid
 
 LAYERS = ('neck', 'last_block')
@@ -36,7 +36,7 @@ def teacher_checkpoint(checkpoint: Optional[Union[str, os.PathLike]], what: str,
     """The local file of a teacher's checkpoint (a path or a zoo name), found before the encoder
     is built, and the official file of its architecture (from the zoo), which a missing file's
     error names."""
-    from ...zoo import ZooError, entry_for
+    from ..zoo import ZooError, entry_for
     try:
         entry = entry_for(family, config) if config else None
     except ZooError:
@@ -196,7 +196,7 @@ class EfficientSAMTeacher(EncoderTeacher):
 
     def __init__(self, arch: str = 'ti', checkpoint: Optional[Union[str, os.PathLike]] = 'efficientsam_ti',
                  resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
-        from ..efficient_sam.efficient_sam import NAMED_CONFIGS, build_image_encoder, resolve_config
+        from ..modeling.efficient_sam import NAMED_CONFIGS, build_image_encoder, resolve_config
         cfg = resolve_config(arch)
         config = {named['embed_dim']: name for name, named in NAMED_CONFIGS.items()}.get(cfg['embed_dim'])
         what = f'EfficientSAM {config or "custom"}'

@@ -4,21 +4,16 @@ Keeps the official module layout, parameter names and call signature (``forward`
 ``get_image_embeddings``, ``predict_masks``), so released checkpoints load strictly and code
 written for the official model runs unchanged.
 """
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointSource, extract_state_dict, load_checkpoint, load_state_dict_strict
-from ..predictor import check_prompts
-from ..vit import VIT_ARCHS, ViT
+from .common import LABEL_PADDING, PIXEL_MEAN, PIXEL_STD, check_prompts, merge_config
 from .mask_decoder import MaskDecoder
-from .prompt_encoder import LABEL_PADDING, PromptEncoder
-from .transformer import TwoWayTransformer
-
-PIXEL_MEAN = (0.485, 0.456, 0.406)
-PIXEL_STD = (0.229, 0.224, 0.225)
+from .prompt_encoder import PromptEncoder
+from .vit import VIT_ARCHS, ViT
 
 # Full-size settings of the released models; a config dict overrides any of them. negative_points
 # adds the negative-click embedding the released models lack (label 0; trained by finetuning).
@@ -35,7 +30,6 @@ class EfficientSam(nn.Module):
     """Promptable segmentation model; images are float ``[B, 3, H, W]`` RGB in [0, 1]."""
 
     mask_threshold: float = 0.0
-    image_format: str = 'RGB'
 
     def __init__(self, image_encoder: ViT, prompt_encoder: PromptEncoder,
                  decoder_max_num_input_points: int, mask_decoder: MaskDecoder,
@@ -115,24 +109,7 @@ def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
             raise ValueError(f'unknown EfficientSAM config {config!r}; expected one of '
                              f'{sorted(NAMED_CONFIGS)} or a dict')
         return {**DEFAULT_CONFIG, **NAMED_CONFIGS[key]}
-    unknown = set(config) - set(DEFAULT_CONFIG) - _IGNORED_CONFIG_KEYS
-    if unknown:
-        raise ValueError(f'unknown EfficientSAM config keys {sorted(unknown)}; known keys: '
-                         f'{sorted(DEFAULT_CONFIG)}')
-    merged = {**DEFAULT_CONFIG, **{k: v for k, v in config.items() if k in DEFAULT_CONFIG}}
-    for key, value in merged.items():  # a ValueError naming the key, not a TypeError deep in a constructor
-        default = DEFAULT_CONFIG[key]
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValueError(f'EfficientSAM config {key} must be true or false, got {value!r}')
-            continue
-        kinds = (int, float) if isinstance(default, float) else int
-        items = [value] if not isinstance(default, list) else list(value) if isinstance(value, (list, tuple)) else []
-        if not (items and all(isinstance(v, kinds) and not isinstance(v, bool) and v > 0 for v in items)):
-            what = ('a non-empty list of positive integers' if isinstance(default, list) else
-                    'a positive number' if isinstance(default, float) else 'a positive integer')
-            raise ValueError(f'EfficientSAM config {key} must be {what}, got {value!r}')
-    return merged
+    return merge_config('EfficientSAM', config, DEFAULT_CONFIG, _IGNORED_CONFIG_KEYS)
 
 
 def build_image_encoder(config: Union[str, Mapping[str, Any]] = 'ti') -> ViT:
@@ -141,27 +118,3 @@ def build_image_encoder(config: Union[str, Mapping[str, Any]] = 'ti') -> ViT:
     return ViT(arch=dict(embed_dim=cfg['embed_dim'], depth=cfg['depth'], num_heads=cfg['num_heads']),
                img_size=cfg['img_size'], patch_size=cfg['patch_size'], mlp_ratio=cfg['mlp_ratio'],
                neck_dims=list(cfg['neck_dims']))
-
-
-def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
-                        checkpoint: Optional[CheckpointSource] = None) -> EfficientSam:
-    """EfficientSAM in eval mode, like the official builders, with ``checkpoint`` (a path, a URL, a
-    ``zoo://`` name or a loaded ``{"model": state_dict}``) loaded strictly when given."""
-    cfg = resolve_config(config)
-    encoder = build_image_encoder(cfg)
-    embed_dim = cfg['neck_dims'][-1]  # the official builder's transformer_output_dim
-    grid = cfg['img_size'] // cfg['patch_size']
-    model = EfficientSam(
-        image_encoder=encoder,
-        prompt_encoder=PromptEncoder(embed_dim, (grid, grid), (cfg['img_size'], cfg['img_size']),
-                                     negative_points=cfg['negative_points']),
-        decoder_max_num_input_points=cfg['decoder_max_num_input_points'],
-        mask_decoder=MaskDecoder(
-            transformer_dim=embed_dim,
-            transformer=TwoWayTransformer(cfg['dec_depth'], embed_dim, cfg['dec_heads'], cfg['dec_mlp_dim']),
-            num_multimask_outputs=cfg['num_multimask_outputs'], iou_head_depth=cfg['iou_head_depth'] - 1,
-            iou_head_hidden_dim=cfg['iou_head_hidden_dim'], upscaling_layer_dims=list(cfg['upscaling'])))
-    if checkpoint is not None:
-        what = 'checkpoint' if isinstance(checkpoint, Mapping) else f'checkpoint {checkpoint}'
-        load_state_dict_strict(model, extract_state_dict(load_checkpoint(checkpoint)), f'EfficientSAM {what}')
-    return model.eval()

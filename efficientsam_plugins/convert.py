@@ -13,11 +13,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..fileio import atomic_write_json
-from .checkpoint import (CheckpointSource, check_state_dict, extract_state_dict, load_checkpoint,
-                         save_checkpoint)
-from .efficient_sam import build_efficient_sam, resolve_config
-from .vit import ViT, resize_abs_pos, resize_rel_pos
+from .build import build_efficient_sam
+from .checkpoint import CheckpointSource, check_state_dict, extract_state_dict, load_checkpoint, save_checkpoint
+from .fileio import atomic_write_json
+from .modeling.efficient_sam import resolve_config
+from .modeling.vit import ViT, resize_abs_pos, resize_rel_pos
 
 VIT_PREFIXES = ('backbone.net.', 'image_encoder.', 'backbone.', 'encoder.', 'module.', '')
 VIT_PARTS = ('pos_embed', 'patch_embed.', 'blocks.', 'neck.', 'norm.')

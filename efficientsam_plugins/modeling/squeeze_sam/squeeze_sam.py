@@ -13,8 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointSource, extract_state_dict, load_checkpoint, load_state_dict_strict
-from ..predictor import check_prompts
+from ..common import check_prompts, merge_config
 from .bottom_transformer import BottomTransformer
 from .early_fusion import EarlyFusion
 from .mask_head import MaskHead
@@ -29,7 +28,6 @@ BASE_CONFIG: Dict[str, Any] = dict(
     decoder_transformer_mlp_dim=256, decoder_num_heads=8, num_multimask_outputs=3, iou_head_depth=2,
     iou_head_hidden_dim=256, negative_click_channel=False, previous_mask_channel=False)
 _CONFIG_NAMES = ('base', 'squeezesam', 'squeeze_sam')
-_FLAGS = ('negative_click_channel', 'previous_mask_channel')
 
 
 class SqueezeSam(nn.Module):
@@ -41,7 +39,6 @@ class SqueezeSam(nn.Module):
     """
 
     mask_threshold: float = 0.0
-    image_format: str = 'RGB'
 
     def __init__(self, encoder_image_size: int, encoder_patch_size: int, encoder_patch_embed_dim: int,
                  encoder_unet_conv_dims, decoder_transformer_depth: int, decoder_transformer_mlp_dim: int,
@@ -116,33 +113,10 @@ def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
         if config.lower() not in _CONFIG_NAMES:
             raise ValueError(f"unknown SqueezeSAM config {config!r}; expected 'base' or a dict")
         return dict(BASE_CONFIG)
-    unknown = set(config) - set(BASE_CONFIG)
-    if unknown:
-        raise ValueError(f'unknown SqueezeSAM config keys {sorted(unknown)}; known keys: {sorted(BASE_CONFIG)}')
-    merged = {**BASE_CONFIG, **config}
-    for key, value in merged.items():
-        if key in _FLAGS:
-            if not isinstance(value, bool):
-                raise ValueError(f'SqueezeSAM config {key} must be true or false, got {value!r}')
-            continue
-        items = list(value) if key == 'encoder_unet_conv_dims' and isinstance(value, (list, tuple)) else [value]
-        if not (items and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items)):
-            what = 'a non-empty list of positive integers' if key == 'encoder_unet_conv_dims' else 'a positive integer'
-            raise ValueError(f'SqueezeSAM config {key} must be {what}, got {value!r}')
+    merged = merge_config('SqueezeSAM', config, BASE_CONFIG)
     levels = len(merged['encoder_unet_conv_dims'])
     grid = merged['encoder_image_size'] // merged['encoder_patch_size']
     if grid < 2 ** (levels - 1):
         raise ValueError(f'SqueezeSAM config: {levels} UNet levels halve the {grid}x{grid} patch grid '
                          f'{levels - 1} times; use a larger encoder_image_size or fewer encoder_unet_conv_dims')
     return merged
-
-
-def build_squeeze_sam(config: Union[str, Mapping[str, Any]] = 'base',
-                      checkpoint: Optional[CheckpointSource] = None) -> SqueezeSam:
-    """SqueezeSAM in eval mode, ``checkpoint`` (a path, a URL, a ``zoo://`` name or a loaded
-    ``{"model": state_dict}`` with the official key names) loaded strictly when given."""
-    model = SqueezeSam(**resolve_config(config))
-    if checkpoint is not None:
-        what = 'checkpoint' if isinstance(checkpoint, Mapping) else f'checkpoint {checkpoint}'
-        load_state_dict_strict(model, extract_state_dict(load_checkpoint(checkpoint)), f'SqueezeSAM {what}')
-    return model.eval()

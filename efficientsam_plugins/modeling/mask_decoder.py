@@ -4,7 +4,7 @@ from typing import Sequence, Tuple, Type
 import torch
 import torch.nn as nn
 
-from ..transformer import MLPBlock, TwoWayTransformer, hypernetwork_masks
+from .transformer import MLPBlock, TwoWayTransformer, hypernetwork_masks
 
 
 class MaskDecoder(nn.Module):

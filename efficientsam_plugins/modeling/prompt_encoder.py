@@ -12,7 +12,7 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 
-from ..predictor import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
+from .common import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
 
 
 class PositionEmbeddingRandom(nn.Module):
