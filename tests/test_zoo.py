@@ -145,11 +145,11 @@ def test_mirror_serves_every_file_from_one_directory(server, home, monkeypatch):
 
 def test_entries_carry_their_architecture(home):
     use(entry(), dict(name='sam_vit_b', filename='b.pth', urls=['https://intranet.example/b.pth'],
-                      format='sam'))  # the older spelling of an arch without config
+                      arch={'family': 'sam'}))  # an arch without config
     assert [item.name for item in zoo.list_entries()] == [
         'efficientsam_ti', 'efficientsam_s', 'sam_vit_h', 'sam_vit_l', 'sam_vit_b', 'mobile_sam', 'tiny']
     assert zoo.get_entry('sam_vit_h').arch == zoo.Arch('sam', 'vit_h')
-    assert zoo.get_entry('sam_vit_b').arch == zoo.Arch('sam') and zoo.get_entry('sam_vit_b').format == 'sam'
+    assert zoo.get_entry('sam_vit_b').arch == zoo.Arch('sam')
     assert zoo.get_entry('tiny').arch == zoo.Arch('efficientsam', 'ti')
     assert zoo.entry_for('efficientsam', 's').name == 'efficientsam_s'
     assert zoo.entry_for('efficientsam', 'ti').name == 'efficientsam_ti'  # built-in entries first
@@ -158,7 +158,7 @@ def test_entries_carry_their_architecture(home):
 @pytest.mark.parametrize('field, value, expected', [
     ('sha256', 'abc', '64 hex digits'), ('size', -3, 'positive number'), ('filename', '../up.pt', 'plain'),
     ('urls', ['ftp://host/tiny.pt'], 'http://, https://, file://'), ('sha265', '0' * 64, 'one of the fields'),
-    ('arch', {'config': 'ti'}, '"family"'), ('format', 'sam', 'no "format" beside "arch"'),
+    ('arch', {'config': 'ti'}, '"family"'), ('format', 'sam', 'one of the fields'),
 ])
 def test_invalid_user_manifest_names_file_entry_and_field(home, field, value, expected):
     use({**entry(), field: value})

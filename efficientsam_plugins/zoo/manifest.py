@@ -40,11 +40,6 @@ class Entry:
     license: str = ''
     description: str = ''
 
-    @property
-    def format(self) -> str:
-        """The checkpoint's layout, which is its architecture family."""
-        return self.arch.family if self.arch else 'unknown'
-
 
 _SAM_URL = 'https://dl.fbaipublicfiles.com/segment_anything/'
 BUILTIN_ENTRIES = (
@@ -137,9 +132,6 @@ def _parse(raw, where: str) -> Entry:
             raise ManifestError(f'{where} ({raw.get("name")!r}): field {field!r}: expected '
                                 f'{expected}, got {got}')
 
-    if 'format' in raw:  # the older spelling of an arch without a config
-        require('format', 'arch' not in raw, 'no "format" beside "arch"')
-        raw['arch'] = {'family': raw.pop('format')}
     for field in sorted(set(raw) - set(FIELDS)):
         require(field, False, f'one of the fields {", ".join(FIELDS)}')
     for field in ('name', 'filename'):
@@ -155,7 +147,7 @@ def _parse(raw, where: str) -> Entry:
     require('arch', isinstance(arch, dict) and set(arch) <= {'family', 'config'}
             and isinstance(arch.get('family'), str) and arch['family']
             and isinstance(arch.get('config') or '', str),
-            '{"family": "efficientsam", "config": "ti"} (or the older "format": "efficientsam")')
+            '{"family": "efficientsam", "config": "ti"} (a config may be left out)')
     return Entry(raw['name'], raw['filename'], tuple(urls), size, sha256 and sha256.lower(),
                  Arch(arch['family'], arch.get('config')), str(raw.get('license', '')),
                  str(raw.get('description', '')))
