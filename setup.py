@@ -32,6 +32,8 @@ setup(
         'detectron2': ['fvcore', 'pycocotools'],
         'export': pinned('onnx', 'onnxruntime', 'ml_dtypes'),
         'int8': pinned('torchao'),  # SqueezeSAM's PT2E int8 path
-        'dev': pinned('pytest', 'mkdocs', 'mkdocs-material', 'mkdocstrings[python]', 'mkdocstrings-python'),
+        'app': pinned('gradio'),  # tools/web_demo.py
+        'dev': pinned('pytest', 'playwright', 'mkdocs',
+                      'mkdocs-material', 'mkdocstrings[python]', 'mkdocstrings-python'),
     },
 )
