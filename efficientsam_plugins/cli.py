@@ -1,5 +1,5 @@
 """What every tool in ``tools/`` shares: one ``error: ...`` line for a user's mistake, argparse
-types, the model options of the mask tools, and the benchmarks' timing.
+types, the model options of the mask tools, and the benchmarks' timing and JSON results.
 
 A tool ends with ``sys.exit(run_tool(main))``, so only the command line turns exceptions into
 messages; Python callers of ``main`` (and the tests) get the exception itself. Only exception types
@@ -90,6 +90,36 @@ def median_seconds(fn: Callable[[], Any], runs: int, warmup: int = 0) -> float:
     for _ in range(warmup):
         fn()
     return Measurement.merge([timer.blocked_autorange(min_run_time=0) for _ in range(runs)])[0].median
+
+
+def write_benchmark_json(path: str, tool: str, argv: Optional[Sequence[str]], rows: Sequence[dict],
+                         notes: str = '') -> None:
+    """Writes a benchmark's ``rows`` (flat dicts, one per table row; keys are the column names, units
+    in the name) to ``path`` as JSON, with the command that produced them and the conditions they were
+    measured in: date (UTC), CPU model and capability, torch's thread count, torch version, GPU, load
+    average. ``notes`` says what the figures are and are not (random weights, tiny inputs, ...).
+    docs/hooks.py renders the files of docs/benchmarks/ into the benchmarks page."""
+    import datetime
+    import os
+    import platform
+    import shlex
+
+    import torch
+
+    from .fileio import atomic_write_json
+    cpu = platform.processor() or platform.machine()
+    if os.path.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo', encoding='utf-8') as stream:
+            cpu = next((line.split(':', 1)[1].strip() for line in stream if line.startswith('model name')), cpu)
+    conditions = dict(
+        cpu=cpu, cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_count=os.cpu_count(),
+        threads=torch.get_num_threads(), torch=torch.__version__, python=platform.python_version(),
+        gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        load_average=[round(load, 2) for load in os.getloadavg()])
+    command = ' '.join(['python', tool, shlex.join(sys.argv[1:] if argv is None else argv)]).strip()
+    atomic_write_json(path, dict(tool=tool, command=command,
+                                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+                                 conditions=conditions, notes=notes, rows=list(rows)), indent=1)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, default: str = 'ti') -> None:

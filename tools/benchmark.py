@@ -38,6 +38,7 @@ from efficientsam_plugins.cli import (  # noqa: E402
     positive_int,
     run_tool,
     torch_device,
+    write_benchmark_json,
 )
 from efficientsam_plugins.modeling.attention import eager_attention  # noqa: E402
 from efficientsam_plugins.predictor import (
@@ -218,13 +219,15 @@ def main(argv=None) -> int:
     parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16'], default='fp32',
                         help='with --device cuda: autocast dtype of the throughput protocol')
     parser.add_argument('--compile', action='store_true', help='with --device cuda: torch.compile the model calls')
+    parser.add_argument('--json', metavar='PATH', help='also write the rows, the command and the machine to this '
+                        'JSON file (docs/benchmarks/ holds the ones the benchmarks page shows)')
     args = parser.parse_args(argv)
     if torch.device(args.device).type == 'cuda':  # the paper's throughput protocol (Table 8)
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from benchmark_throughput import main as throughput_main
         models = [{'ti': 'efficientsam_ti', 's': 'efficientsam_s'}.get(m, m) for m in args.models]
         return throughput_main(['--device', args.device, '--precision', args.precision, '--models', *models]
-                               + ['--compile'] * args.compile)
+                               + ['--compile'] * args.compile + ['--json', args.json] * bool(args.json))
     for flag, value in (('--queries', args.queries), ('--squeezesam-queries', args.squeezesam_queries)):
         if value < 2:
             parser.error(f'{flag} must be at least 2 (the per-extra-query slope needs two calls)')
@@ -250,8 +253,16 @@ def main(argv=None) -> int:
         if {'sdpa', 'eager'} <= set(by_attention):
             speedup = by_attention['eager']['encoder_ms'] / by_attention['sdpa']['encoder_ms']
             print(f'EfficientSAM-{config.upper()}: encoder {speedup:.2f}x faster with fused attention')
-    if 'squeezesam' in args.models:
-        print_comparison(rows, benchmark_squeeze_sam(args))
+    squeeze_sam_rows = benchmark_squeeze_sam(args) if 'squeezesam' in args.models else []
+    if squeeze_sam_rows:
+        print_comparison(rows, squeeze_sam_rows)
+    if args.json:
+        weights = ('SqueezeSAM: the trained weights of --squeezesam-checkpoint' if args.squeezesam_checkpoint
+                   else 'SqueezeSAM: random weights, BatchNorm statistics of the bundled train images')
+        write_benchmark_json(args.json, 'tools/benchmark.py', argv, rows + squeeze_sam_rows,
+                             notes=f'EfficientSAM on random weights (speed does not depend on them); {weights}. '
+                             f'Median of {args.runs} runs after {args.warmup} warm-up; per extra box/query: '
+                             f'the slope up to {args.queries} (SqueezeSAM {args.squeezesam_queries}) queries.')
     return 0
 
 

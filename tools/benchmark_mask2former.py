@@ -20,6 +20,7 @@ from efficientsam_plugins.cli import (  # noqa: E402
     positive_int,
     run_tool,
     torch_device,
+    write_benchmark_json,
 )
 
 
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument('--runs', type=positive_int, default=5)
     parser.add_argument('--warmup', type=non_negative_int, default=1)
     parser.add_argument('--device', default='cpu', type=torch_device)
+    parser.add_argument('--json', metavar='PATH', help='also write the rows, the command and the machine to this '
+                        'JSON file (docs/benchmarks/ holds the ones the benchmarks page shows)')
     args = parser.parse_args(argv)
 
     import mmdet.models  # noqa: F401  (Mask2Former's head and pixel decoder)
@@ -47,6 +50,7 @@ def main(argv=None) -> int:
     print('| backbone | params (backbone+neck / all) | backbone+pyramid ms | Mask2Former inference ms/image |')
     print('|---|---|---|---|')
     size = (args.size, args.size)
+    rows = []
     for variant in args.variants:
         cfg = Config.fromfile(os.path.join(REPO, 'configs', 'mask2former', f'sami_{variant}_ade20k.py'))
         cfg.model.backbone.init_cfg = None
@@ -59,6 +63,13 @@ def main(argv=None) -> int:
         total = sum(p.numel() for p in model.parameters())
         print(f'| SAMI-{variant.upper()} | {pyramid / 1e6:.1f} M / {total / 1e6:.1f} M | {features * 1e3:.0f} | '
               f'{whole * 1e3:.0f} |', flush=True)
+        rows.append({'backbone': f'SAMI-{variant.upper()}', 'input': f'{args.size}x{args.size}',
+                     'params backbone+pyramid (M)': pyramid / 1e6, 'params all (M)': total / 1e6,
+                     'backbone+pyramid ms': features * 1e3, 'Mask2Former inference ms/image': whole * 1e3})
+    if args.json:
+        write_benchmark_json(args.json, 'tools/benchmark_mask2former.py', argv, rows,
+                             notes=f'Random weights (speed does not depend on them), 150 ADE20K classes, batch 1, '
+                             f'device {args.device}; median of {args.runs} runs after {args.warmup} warm-up.')
     return 0
 
 

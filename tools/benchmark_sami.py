@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')
 
 import torch  # noqa: E402
 
-from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool  # noqa: E402
+from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, write_benchmark_json  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -37,6 +37,8 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=non_negative_int, default=2)
     parser.add_argument('--threads', type=positive_int, help='torch threads (default: torch\'s choice)')
     parser.add_argument('--skip-online', action='store_true', help='skip the SAM ViT-B teacher run')
+    parser.add_argument('--json', metavar='PATH', help='also write the rows, the command and the machine to this '
+                        'JSON file (docs/benchmarks/ holds the ones the benchmarks page shows)')
     return parser.parse_args(argv)
 
 
@@ -123,6 +125,16 @@ def main(argv=None):
             speedup = results['sami_online_sam_vit_b'][clock] / results['sami_cached'][clock]
             line += f'; cached over online (SAM ViT-B teacher) speed-up: {speedup:.2f}x'
         print(line)
+    if args.json:
+        rows = [{'model': name, 'fastest step wall ms': times['wall'] * 1e3,
+                 'fastest step CPU ms': times['cpu'] * 1e3,
+                 'CPU time / SAMI cached': times['cpu'] / results['sami_cached']['cpu']}
+                for name, times in results.items()]
+        write_benchmark_json(args.json, 'tools/benchmark_sami.py', argv, rows,
+                             notes=f'One training step (forward, backward, AdamW) of a ViT-Ti student, batch '
+                             f'{args.batch_size} at {args.img_size}x{args.img_size}, fastest of {args.steps} steps '
+                             f'after {args.warmup} warm-up, the models taking turns; random weights (the SAM ViT-B '
+                             'teacher included). CPU time is the figure to compare on a busy machine.')
     return results
 
 

@@ -35,8 +35,8 @@ from efficientsam_plugins.cli import (  # noqa: E402
     positive_int,
     run_tool,
     torch_device,
+    write_benchmark_json,
 )
-from efficientsam_plugins.fileio import atomic_write_json  # noqa: E402
 from efficientsam_plugins.modeling.efficient_sam import resolve_config
 
 MODELS = ('efficientsam_ti', 'efficientsam_s', 'squeezesam')
@@ -160,7 +160,11 @@ def main(argv=None) -> int:
         print(f'| {row["model"]} | {row["input"]} | {row["batch"]} ({row["kind"]}) | {row["images_per_s"]:.1f} | '
               f'{row["seconds"] * 1e3:.1f} | {row["peak_memory"] / 2 ** 30:.2f} | {versus} |')
     if args.json:
-        atomic_write_json(args.json, dict(device=name, rows=rows), indent=1)
+        write_benchmark_json(args.json, 'tools/benchmark_throughput.py', argv,
+                             [dict(row, paper_a100_images_per_s=PAPER_A100.get(row['model'])) for row in rows],
+                             notes=f'{name}, {args.precision}{", torch.compile" if args.compile else ""}; one box per '
+                             f'image, random weights (speed does not depend on them), median of {args.runs} runs'
+                             f'{"; tiny inputs: a functional check, not the protocol" if args.tiny else ""}.')
     return 0
 
 

@@ -20,6 +20,7 @@ from efficientsam_plugins.cli import (  # noqa: E402
     positive_int,
     run_tool,
     torch_device,
+    write_benchmark_json,
 )
 
 
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument('--runs', type=positive_int, default=3)
     parser.add_argument('--warmup', type=non_negative_int, default=1)
     parser.add_argument('--device', default='cpu', type=torch_device)
+    parser.add_argument('--json', metavar='PATH', help='also write the rows, the command and the machine to this '
+                        'JSON file (docs/benchmarks/ holds the ones the benchmarks page shows)')
     args = parser.parse_args(argv)
 
     from mmdet.registry import MODELS
@@ -45,6 +48,7 @@ def main(argv=None) -> int:
           f'{args.size}x{args.size}, median of {args.runs} runs after {args.warmup} warm-up')
     print('| backbone | params (backbone+neck) | backbone+pyramid ms | Mask R-CNN inference ms/image |')
     print('|---|---|---|---|')
+    rows = []
     for variant in args.variants:
         cfg = Config.fromfile(os.path.join(REPO, 'configs', 'vitdet', f'sami_{variant}_coco.py'))
         cfg.model.backbone.init_cfg = None
@@ -57,6 +61,13 @@ def main(argv=None) -> int:
         params = sum(p.numel() for p in list(model.backbone.parameters()) + list(model.neck.parameters()))
         print(f'| SAMI-{variant.upper()} | {params / 1e6:.1f} M | {features * 1e3:.0f} | {whole * 1e3:.0f} |',
               flush=True)
+        rows.append({'backbone': f'SAMI-{variant.upper()}', 'input': f'{args.size}x{args.size}',
+                     'params backbone+pyramid (M)': params / 1e6, 'backbone+pyramid ms': features * 1e3,
+                     'Mask R-CNN inference ms/image': whole * 1e3})
+    if args.json:
+        write_benchmark_json(args.json, 'tools/benchmark_vitdet.py', argv, rows,
+                             notes=f'Random weights (speed does not depend on them), batch 1, device {args.device}; '
+                             f'median of {args.runs} runs after {args.warmup} warm-up.')
     return 0
 
 
