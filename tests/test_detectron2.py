@@ -1,4 +1,4 @@
-"""detectron2 adapter: lazy import, config detection, backbones, checkpoints, lr decay, full configs.
+"""detectron2 adapter: lazy import, framework choice, backbones, checkpoints, lr decay, full configs.
 
 Tests that need detectron2 skip with a reason naming it; the rest run everywhere.
 """
@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from efficientsam_plugins.detectron2.launch import is_detectron2_config
+from efficientsam_plugins.detectron2.launch import pop_framework
 from efficientsam_plugins.detectron2.lr_decay import vit_lr_decay_rate
 
 CONFIG_DIR = os.path.join(REPO_ROOT, 'configs', 'detectron2', 'vitdet')
@@ -58,13 +58,13 @@ def _save_as_mmengine_runner(checkpoint, path, monkeypatch):
 
 
 def test_package_imports_without_detectron2():
-    script = textwrap.dedent(f'''
+    script = textwrap.dedent('''
         import sys
         sys.modules['detectron2'] = None
         import efficientsam_plugins.detectron2 as adapter
-        from efficientsam_plugins.detectron2.launch import is_detectron2_config
+        from efficientsam_plugins.detectron2.launch import pop_framework
         from efficientsam_plugins.detectron2.lr_decay import vit_lr_decay_rate
-        assert is_detectron2_config({SMOKE_CONFIG!r})
+        assert pop_framework(['--framework', 'detectron2', 'cfg.py']) == ('detectron2', ['cfg.py'])
         try:
             adapter.SAMIViTNet
         except ImportError as err:
@@ -76,24 +76,54 @@ def test_package_imports_without_detectron2():
     assert result.returncode == 0, result.stderr
 
 
-def test_is_detectron2_config(tmp_path):
+def test_framework_is_chosen_on_the_command_line():
+    assert pop_framework(['cfg.py', '--work-dir', 'out']) == ('mmengine', ['cfg.py', '--work-dir', 'out'])
+    assert pop_framework(['cfg.py', '--framework=detectron2', '--num-gpus', '2', 'train.x=1']) == (
+        'detectron2', ['cfg.py', '--num-gpus', '2', 'train.x=1'])
+    assert pop_framework(['--framework', 'mmengine', 'cfg.py']) == ('mmengine', ['cfg.py'])
+    for tool in ('tools/train.py', 'tools/test.py'):
+        result = subprocess.run([sys.executable, tool, '--framework', 'd2', 'cfg.py'], cwd=REPO_ROOT,
+                                capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr
+        assert "invalid choice: 'd2' (choose from 'mmengine', 'detectron2')" in result.stderr
+
+
+def test_tools_dispatch_to_detectron2_only_when_asked():
+    """``--framework detectron2`` reaches the detectron2 launcher (here: its missing-package error), a
+    LazyConfig without it goes to mmengine, whatever its text says."""
+    script = textwrap.dedent(f'''
+        import runpy, sys
+        sys.modules['detectron2'] = None
+        from efficientsam_plugins.detectron2 import launch
+        calls = []
+        launch.main = lambda argv: calls.append(argv) or 0
+        train = runpy.run_path('tools/train.py')
+        assert train['main'](['--framework', 'detectron2', {SMOKE_CONFIG!r}, '--num-gpus', '2']) == 0
+        assert calls == [[{SMOKE_CONFIG!r}, '--num-gpus', '2']], calls
+        import efficientsam_plugins.openmmlab.launch as mm_launch
+        mm_launch.load_config = lambda config, **kwargs: sys.exit(0 if config == {SMOKE_CONFIG!r} else 3)
+        train['main']([{SMOKE_CONFIG!r}])
+        sys.exit(4)
+    ''')
+    result = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, capture_output=True, text=True)
+    if 'mmengine' in result.stderr and 'ModuleNotFoundError' in result.stderr:
+        pytest.skip('mmengine is not installed')
+    assert result.returncode == 0, result.stderr
+
+
+def test_lazy_configs_are_recognised_by_what_loading_gives(detectron2, tmp_path):
+    from efficientsam_plugins.detectron2.launch import load_lazy_config
     names = sorted(name for name in os.listdir(CONFIG_DIR) if name.endswith('.py'))  # variants included
     assert set(FULL_CONFIGS.values()) | {'sami_ti_coco_smoke.py', 'sami_ti_coco_step-lr.py'} <= set(names)
     for name in names:
-        assert is_detectron2_config(os.path.join(CONFIG_DIR, name)), name
-    (tmp_path / 'parent.py').write_text('from detectron2.config import LazyCall as L\nmodel = L(dict)()\n')
-    (tmp_path / 'child.py').write_text('from .parent import model\nmodel.x = 1\n')
-    (tmp_path / 'mm_config.py').write_text("_base_ = ['./parent.py']\nmodel = dict(type='MaskRCNN')\n")
-    (tmp_path / 'mm_lazy.py').write_text('from mmengine.config import read_base\nwith read_base():\n'
-                                         '    from .parent import *\n')
-    (tmp_path / 'plain.py').write_text('import torch\nmodel = dict(type="X")\n')
-    (tmp_path / 'loop_a.py').write_text('from .loop_b import x\n')
-    (tmp_path / 'loop_b.py').write_text('from .loop_a import x\n')
-    assert is_detectron2_config(tmp_path / 'child.py')
-    for name in ('mm_config.py', 'mm_lazy.py', 'plain.py', 'loop_a.py', 'missing.py'):
-        assert not is_detectron2_config(tmp_path / name), name
-    (tmp_path / 'config.yaml').write_text('MODEL: {}\n')
-    assert not is_detectron2_config(tmp_path / 'config.yaml')
+        assert load_lazy_config(os.path.join(CONFIG_DIR, name)).model._target_, name
+    (tmp_path / 'mm_config.py').write_text("model = dict(type='MaskRCNN')\n")
+    (tmp_path / 'plain.py').write_text('x = 1\n')
+    for name in ('mm_config.py', 'plain.py'):
+        with pytest.raises(ValueError, match=f'{name} is not a detectron2 LazyConfig.*without --framework detectron2'):
+            load_lazy_config(str(tmp_path / name))
+    with pytest.raises(FileNotFoundError, match='config not found'):
+        load_lazy_config(str(tmp_path / 'missing.py'))
 
 
 def test_main_eval_takes_the_test_py_form(monkeypatch):
@@ -180,8 +210,8 @@ def test_yacs_registry_builds_the_backbones(detectron2):
     assert list(build_backbone(cfg).output_shape()) == ['last_feat']
 
 
-def test_checkpointer_loads_efficientsam_sami_zoo_and_detectron2_checkpoints(detectron2, official_vitt_checkpoint, tmp_path,
-                                                                             monkeypatch, caplog):
+def test_checkpointer_loads_efficientsam_sami_zoo_and_detectron2_checkpoints(detectron2, official_vitt_checkpoint,
+                                                                             tmp_path, monkeypatch, caplog):
     from efficientsam_plugins.convert import to_backbone_checkpoint
     from efficientsam_plugins.detectron2 import SAMICheckpointer
     efficientsam_path = official_vitt_checkpoint

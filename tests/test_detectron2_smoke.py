@@ -1,4 +1,4 @@
-"""End to end through the detectron2 launcher: the smoke config trains, the loss falls, COCOEvaluator
+"""End to end through ``tools/train.py --framework detectron2``: the smoke config trains, the loss falls, COCOEvaluator
 reports AP, the saved weights evaluate to the same AP (``--eval-only``) and training resumes.
 
 About 2-3 minutes of CPU for the training run, plus one evaluation each for the other two tests.
@@ -20,11 +20,10 @@ SMOKE_CONFIG = os.path.join('configs', 'detectron2', 'vitdet', 'sami_ti_coco_smo
 
 
 def launch(*args: str) -> None:
-    """Runs the launcher in a fresh process (detectron2 keeps global logging and dataset state)."""
+    """Runs the tool in a fresh process (detectron2 keeps global logging and dataset state)."""
     env = dict(os.environ)
     env.setdefault('OMP_NUM_THREADS', '1')  # small CPU machines shared with other jobs: no thread thrashing
-    command = [sys.executable, '-c', 'import sys; from efficientsam_plugins.detectron2.launch import main; '
-               'sys.exit(main(sys.argv[1:]))', SMOKE_CONFIG, *args]
+    command = [sys.executable, os.path.join('tools', 'train.py'), '--framework', 'detectron2', SMOKE_CONFIG, *args]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 

@@ -1,5 +1,6 @@
 """Evaluate a checkpoint with any config of this repository: mmengine-based, or a detectron2
-LazyConfig (``CONFIG CHECKPOINT [--num-gpus N] [key=value ...]``, evaluated with COCOEvaluator).
+LazyConfig (``--framework detectron2 CONFIG CHECKPOINT [--num-gpus N] [key=value ...]``, evaluated
+with COCOEvaluator).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options key=value ...]
                                            [--launcher none|pytorch]
@@ -11,16 +12,17 @@ import sys
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
 from efficientsam_plugins.cli import CONFIG_ERRORS, run_tool  # noqa: E402
-from efficientsam_plugins.detectron2.launch import is_detectron2_config  # noqa: E402  (reads text only)
+from efficientsam_plugins.detectron2.launch import pop_framework  # noqa: E402  (no detectron2 import)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and is_detectron2_config(argv[0]):
+    framework, argv = pop_framework(sys.argv[1:] if argv is None else argv)
+    if framework == 'detectron2':
         from efficientsam_plugins.detectron2.launch import main_eval as detectron2_main_eval
         return detectron2_main_eval(argv)
     from efficientsam_plugins.openmmlab.launch import add_common_arguments, build_runner, load_config
-    parser = argparse.ArgumentParser(description='Test a checkpoint with an mmengine config')
+    parser = argparse.ArgumentParser(description='Test a checkpoint with an mmengine config '
+                                     '(--framework detectron2: with a detectron2 LazyConfig)')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     args = add_common_arguments(parser).parse_args(argv)

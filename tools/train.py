@@ -1,6 +1,6 @@
 """Train with any config of this repository: mmengine-based (mmpretrain, mmdet, mmseg) or a
 detectron2 LazyConfig (run by detectron2's trainer:
-``CONFIG [--num-gpus N] [--resume] [--eval-only] [key=value ...]``).
+``--framework detectron2 CONFIG [--num-gpus N] [--resume] [--eval-only] [key=value ...]``).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--cfg-options key=value ...] [--launcher none|pytorch]
@@ -15,16 +15,17 @@ import sys
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
 from efficientsam_plugins.cli import CONFIG_ERRORS, run_tool  # noqa: E402
-from efficientsam_plugins.detectron2.launch import is_detectron2_config  # noqa: E402  (reads text only)
+from efficientsam_plugins.detectron2.launch import pop_framework  # noqa: E402  (no detectron2 import)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and is_detectron2_config(argv[0]):
+    framework, argv = pop_framework(sys.argv[1:] if argv is None else argv)
+    if framework == 'detectron2':
         from efficientsam_plugins.detectron2.launch import main as detectron2_main
         return detectron2_main(argv)
     from efficientsam_plugins.openmmlab.launch import add_common_arguments, build_runner, load_config
-    parser = argparse.ArgumentParser(description='Train a model from an mmengine config')
+    parser = argparse.ArgumentParser(description='Train a model from an mmengine config '
+                                     '(--framework detectron2: from a detectron2 LazyConfig)')
     parser.add_argument('config', help='config file')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
                         help='resume from CKPT, or from the latest checkpoint of the work dir')

@@ -1,45 +1,54 @@
 """detectron2 entry point of ``tools/train.py`` and ``tools/test.py``: LazyConfig training and COCO evaluation.
 
-``is_detectron2_config`` reads a config's text only (no detectron2 needed), so the launcher can ask
-it about every config; ``main`` runs detectron2's trainer the way detectron2's
-``tools/lazyconfig_train_net.py`` does, with :class:`SAMICheckpointer` for ``train.init_checkpoint``
-and a CPU fallback (device ``cpu``, AMP off) when CUDA is absent.
+The tools run mmengine configs unless told ``--framework detectron2`` (:func:`pop_framework`);
+``main`` then loads the config with ``LazyConfig.load`` and refuses one that defines no LazyCall
+``model``, and runs detectron2's trainer the way detectron2's ``tools/lazyconfig_train_net.py``
+does, with :class:`SAMICheckpointer` for ``train.init_checkpoint`` and a CPU fallback (device
+``cpu``, AMP off) when CUDA is absent.
 """
 import argparse
 import logging
 import os
-import re
-from typing import List, Optional, Set
+from typing import List, Sequence, Tuple
 
 from ..cli import non_negative_int, positive_int
 from ..fileio import atomic_write_json
 
-_DETECTRON2_IMPORT = re.compile(r'^\s*(?:from|import)\s+(?:detectron2|efficientsam_plugins\.detectron2)\b', re.M)
-_MMENGINE_MARKERS = re.compile(
-    r'^\s*(?:_base_\s*=|with\s+read_base\(\)|from\s+mmengine\.config\s+import\s+read_base\b)', re.M)
-_RELATIVE_IMPORT = re.compile(r'^\s*from\s+(\.+)([\w.]*)\s+import\b', re.M)
+FRAMEWORKS = ('mmengine', 'detectron2')
 
 logger = logging.getLogger('detectron2')
 
 
-def is_detectron2_config(path: str, _seen: Optional[Set[str]] = None) -> bool:
-    """True for a detectron2 LazyConfig: a ``.py`` file that imports detectron2 (or this adapter),
-    directly or through the configs it imports relatively (LazyConfig inheritance), and has no
-    mmengine config markers (``_base_ = ...``, ``read_base()``)."""
-    path = os.path.abspath(os.fspath(path))
-    seen = set() if _seen is None else _seen
-    if path in seen or not path.endswith('.py') or not os.path.isfile(path):
-        return False
-    seen.add(path)
-    with open(path, encoding='utf-8') as file:
-        text = file.read()
-    if _MMENGINE_MARKERS.search(text):
-        return False
-    if _DETECTRON2_IMPORT.search(text):
-        return True
-    folder = os.path.dirname(path)  # `from ..common.y import` -> ../common/y.py
-    return any(is_detectron2_config(os.path.join(folder, *['..'] * (len(dots) - 1), *name.split('.')) + '.py', seen)
-               for dots, name in _RELATIVE_IMPORT.findall(text) if name)
+def pop_framework(argv: Sequence[str]) -> Tuple[str, List[str]]:
+    """The ``--framework {mmengine,detectron2}`` choice of ``tools/train.py``/``tools/test.py``
+    (default mmengine) and the other arguments, which go to that framework's launcher.
+
+    Args:
+        argv: the tool's command line, without the program name.
+
+    Returns:
+        ``(framework, remaining arguments)``; an unknown framework exits with argparse's error.
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument('--framework', choices=FRAMEWORKS, default='mmengine',
+                        help='mmengine (mmpretrain, mmdet, mmseg configs) or detectron2 (LazyConfigs)')
+    known, rest = parser.parse_known_args(list(argv))
+    return known.framework, rest
+
+
+def load_lazy_config(path: str):
+    """``LazyConfig.load(path)``, refused unless it defines a LazyCall ``model`` (``_target_``):
+    an mmengine config (``model = dict(type=...)``) loads as Python too, but is not one."""
+    from detectron2.config import LazyConfig
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'config not found: {path}')
+    cfg = LazyConfig.load(path)
+    model = cfg.get('model')
+    if not (hasattr(model, 'get') and model.get('_target_') is not None):
+        raise ValueError(f'{path} is not a detectron2 LazyConfig: loading it gives no LazyCall `model` '
+                         '(model = L(...)(...)); an mmengine config runs without --framework detectron2')
+    return cfg
 
 
 def evaluate(cfg, model) -> dict:
@@ -69,7 +78,7 @@ def _run(args: argparse.Namespace):
 
     from .checkpoint import SAMICheckpointer
 
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    cfg = LazyConfig.apply_overrides(load_lazy_config(args.config_file), args.opts)
     if str(cfg.train.device).startswith('cuda') and not torch.cuda.is_available():
         logger.warning('CUDA is not available: running on CPU with train.amp.enabled=False')
         cfg.train.device = 'cpu'  # and no AMP: detectron2's AMPTrainer requires CUDA
@@ -123,9 +132,10 @@ def main(argv: List[str]) -> int:
     """``CONFIG [--num-gpus N] [--num-machines N --machine-rank R --dist-url URL] [--resume]
     [--eval-only] [key=value ...]``; returns the exit status."""
     parser = argparse.ArgumentParser(
-        description='Train (or with --eval-only evaluate) a detectron2 LazyConfig.',
-        epilog='Example: tools/train.py configs/detectron2/vitdet/sami_ti_coco.py --num-gpus 8 '
-               'train.init_checkpoint=work_dirs/sami_vit-tiny_sam-vit-h_in1k-400e/epoch_400.pth')
+        description='Train (or with --eval-only evaluate) a detectron2 LazyConfig (tools/train.py and '
+                    'tools/test.py with --framework detectron2).',
+        epilog='Example: tools/train.py --framework detectron2 configs/detectron2/vitdet/sami_ti_coco.py '
+               '--num-gpus 8 train.init_checkpoint=work_dirs/sami_vit-tiny_sam-vit-h_in1k-400e/epoch_400.pth')
     parser.add_argument('config_file', metavar='CONFIG', help='detectron2 LazyConfig (.py)')
     parser.add_argument('--num-gpus', type=positive_int, default=1, help='GPUs per machine (processes to start)')
     parser.add_argument('--num-machines', type=positive_int, default=1)
@@ -140,8 +150,6 @@ def main(argv: List[str]) -> int:
     parser.add_argument('opts', nargs='*', default=[], metavar='KEY=VALUE',
                         help='config overrides, e.g. train.init_checkpoint=PATH (before or after the options)')
     args = parser.parse_intermixed_args(argv)
-    if not is_detectron2_config(args.config_file):
-        raise ValueError(f'{args.config_file} is not a detectron2 LazyConfig (a .py file importing detectron2)')
     # a missing local file fails now, not after starting processes and the model; detectron2 also
     # accepts the value as a Python literal
     overrides = {key: value.strip().strip('\'"') for key, _, value in (o.partition('=') for o in args.opts)}
@@ -149,10 +157,9 @@ def main(argv: List[str]) -> int:
         raise FileNotFoundError(f'train.init_checkpoint not found: {overrides["train.init_checkpoint"]}')
     from ._dependency import require_detectron2
     require_detectron2()
-    from detectron2.config import LazyConfig
     from detectron2.engine import launch
 
-    default = (LazyConfig.load(args.config_file).get('train') or {}).get('init_checkpoint')
+    default = (load_lazy_config(args.config_file).get('train') or {}).get('init_checkpoint')
     if 'train.init_checkpoint' not in overrides and not args.resume and _missing_local_file(default):
         raise FileNotFoundError(
             f'train.init_checkpoint of {args.config_file} not found: {default} (the paper starts from a SAMI '
