@@ -311,7 +311,8 @@ class AutomaticMaskGenerator:
         chunk = max(1, UPSAMPLE_PIXELS // (crop_h * crop_w))
         for start in range(0, len(missing), self.points_per_batch):
             rows = torch.tensor(missing[start:start + self.points_per_batch])
-            low_res, _ = self.predictor.decode_low_res(found.points[rows], labels.expand(len(rows), -1), multimask_output)
+            low_res, _ = self.predictor.decode_low_res(found.points[rows], labels.expand(len(rows), -1),
+                                                       multimask_output)
             chosen = torch.take_along_dim(low_res, found.candidates[rows].to(low_res.device)[:, None, None, None], 1)
             for first in range(0, len(rows), chunk):
                 masks = self.predictor.upsample(chosen[None, first:first + chunk, 0])[0] > self.predictor.mask_threshold

@@ -85,7 +85,8 @@ def test_backbone_loads_sami_and_mae_layouts(tmp_path):
                      'mask_token': torch.zeros(1, 1, 192), 'decoder_pos_embed': torch.zeros(1, 197, 512)}}
     torch.save(mae, tmp_path / 'mae.pth')
     for name in ('sami.pth', 'mae.pth'):
-        backbone = SAMIViT('ti', preset='vitdet', img_size=224, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / name)))
+        backbone = SAMIViT('ti', preset='vitdet', img_size=224,
+                           init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / name)))
         backbone.init_weights()
         torch.testing.assert_close(backbone.blocks[11].mlp.fc2.weight, source.blocks[11].mlp.fc2.weight)
 
@@ -96,10 +97,11 @@ def test_backbone_refuses_mismatched_checkpoints(tmp_path, official_vitt_checkpo
         SAMIViT('s', preset='vitdet', init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
     deeper = ViT({'embed_dim': 192, 'depth': 13, 'num_heads': 3})
     torch.save(deeper.state_dict(), tmp_path / 'deeper.pth')
-    with pytest.raises(ValueError, match=r'unexpected keys \(blocks\.12\.'):
-        SAMIViT('ti', preset='vitdet', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'deeper.pth'))).init_weights()
-    with pytest.raises(FileNotFoundError, match='checkpoint file not found'):
-        SAMIViT('ti', preset='vitdet', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'none.pth'))).init_weights()
+    for name, error, message in (('deeper.pth', ValueError, r'unexpected keys \(blocks\.12\.'),
+                                 ('none.pth', FileNotFoundError, 'checkpoint file not found')):
+        with pytest.raises(error, match=message):
+            init_cfg = dict(type='Pretrained', checkpoint=str(tmp_path / name))
+            SAMIViT('ti', preset='vitdet', init_cfg=init_cfg).init_weights()
 
 
 def test_backbone_loads_zoo_names(tmp_path, monkeypatch, official_vitt_checkpoint):

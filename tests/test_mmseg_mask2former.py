@@ -86,9 +86,8 @@ def test_full_config_loads_official_efficientsam_checkpoint(official_vitt_checkp
     model = build_segmentor(cfg)
     model.init_weights()
     official = torch.load(path, weights_only=True)['model']
-    torch.testing.assert_close(model.backbone.blocks[7].attn.qkv.weight, official['image_encoder.blocks.7.attn.qkv.weight'])
-    torch.testing.assert_close(model.backbone.patch_embed.proj.weight, official['image_encoder.patch_embed.proj.weight'])
-    torch.testing.assert_close(model.backbone.pos_embed, official['image_encoder.pos_embed'])
+    for name in ('blocks.7.attn.qkv.weight', 'patch_embed.proj.weight', 'pos_embed'):
+        torch.testing.assert_close(model.backbone.get_parameter(name), official[f'image_encoder.{name}'])
 
 
 def test_bundled_semantic_data_loads():

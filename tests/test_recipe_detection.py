@@ -241,7 +241,8 @@ def test_weight_decay_in_both_frameworks():
     vit_names = [n[len('backbone.'):] for n in mm_named if n.startswith('backbone.')]
     assert vit_names
     for vit_name in vit_names:  # the same ViT parameter gets the same lr and weight decay in both
-        mm_group, d2_group = mm_groups[id(mm_named['backbone.' + vit_name])], d2_groups[id(d2_named['backbone.net.' + vit_name])]
+        mm_group = mm_groups[id(mm_named['backbone.' + vit_name])]
+        d2_group = d2_groups[id(d2_named['backbone.net.' + vit_name])]
         assert mm_group['weight_decay'] == d2_group['weight_decay'], vit_name
         assert mm_group['lr'] == pytest.approx(d2_group['lr']), vit_name
 

@@ -16,8 +16,8 @@ failure (an out-of-memory) does not stop the others, with a per-check timeout an
 
 ``--dry-run`` runs the configs' CPU smoke variants (same models at tiny sizes; the Ti smoke config
 with the S/B width for S and B) through the same overrides, one iteration each (detectron2: 4, its timer
-skips 3), fp32, all in one worker process (imports dominate on a CPU), then the benchmark at tiny sizes; memory is then the worker's
-peak resident set size (``ru_maxrss``, a high-water mark over the checks run so far).
+skips 3), fp32, all in one worker process (imports dominate on a CPU), then the benchmark at tiny sizes;
+memory is then the worker's peak resident set size (``ru_maxrss``, a high-water mark over the checks run so far).
 """
 import argparse
 import importlib.util
@@ -92,8 +92,9 @@ def _checks() -> List[Check]:
     sami = 'configs/sami/sami_vit-base_sam-vit-h{}_in1k-400e{}.py'
     random_teacher = {'model.target_generator.checkpoint': None}
     checks += [
-        Check('mask2former_ti_512', 'configs/mask2former/sami_ti_ade20k.py', 'configs/mask2former/sami_ti_ade20k_smoke.py',
-              data=_coco_mini_semantic, options={'model.backbone.init_cfg': None}),
+        Check('mask2former_ti_512', 'configs/mask2former/sami_ti_ade20k.py',
+              'configs/mask2former/sami_ti_ade20k_smoke.py', data=_coco_mini_semantic,
+              options={'model.backbone.init_cfg': None}),
         Check('sami_b_teacher_224', sami.format('', ''), sami.format('', '_smoke'), data=_coco_mini_images,
               options=random_teacher),
         Check('sami_b_teacher_1024', sami.format('-1024px', ''), sami.format('-1024px', '_smoke'),
@@ -245,7 +246,8 @@ def run_checks(names: List[str], args) -> None:
         start = time.perf_counter()
         try:
             run = _run_detectron2 if check.toolbox == 'detectron2' else _run_mmengine
-            result.update(status='pass', iterations_per_s=run(check, os.path.join(REPO, config), options, args, work_dir))
+            speed = run(check, os.path.join(REPO, config), options, args, work_dir)
+            result.update(status='pass', iterations_per_s=speed)
         except Exception as err:  # noqa: BLE001 - every failure becomes its row; the traceback goes to the log
             traceback.print_exc()
             result.update(status='fail', error=f'{type(err).__name__}: {" ".join(str(err).split())}'[:160])
@@ -334,7 +336,8 @@ def _parse_batches(items: List[str]) -> Dict[str, int]:
     for item in items:
         name, _, value = item.partition('=')
         if name not in CHECKS or not value.isdigit() or int(value) < 1:
-            raise ValueError(f'--batch {item!r}: expected CHECK=N with a positive N and CHECK one of {", ".join(CHECKS)}')
+            raise ValueError(f'--batch {item!r}: expected CHECK=N with a positive N and CHECK one of '
+                             f'{", ".join(CHECKS)}')
         batches[name] = int(value)
     return batches
 
@@ -412,7 +415,8 @@ def main(argv=None) -> int:
                     config = CHECKS[name].smoke if args.dry_run else CHECKS[name].config
                     rows[name] = dict(name=name, config=config, status='fail', error=died or 'no result written')
             if any(rows[name]['status'] == 'fail' for name in group) and args.log_lines:
-                print(f'--- last {args.log_lines} lines of {log_path}\n{_tail(log_path, args.log_lines)}---', flush=True)
+                print(f'--- last {args.log_lines} lines of {log_path}\n{_tail(log_path, args.log_lines)}---',
+                      flush=True)
         ordered = [rows[name] for name in (args.only or list(CHECKS))]
         if not args.no_benchmark:
             left = args.budget - (time.perf_counter() - start)
