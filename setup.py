@@ -33,7 +33,7 @@ setup(
         'export': pinned('onnx', 'onnxruntime', 'ml_dtypes'),
         'int8': pinned('torchao'),  # SqueezeSAM's PT2E int8 path
         'app': pinned('gradio'),  # tools/web_demo.py
-        'dev': pinned('pytest', 'playwright', 'mkdocs',
+        'dev': pinned('pytest', 'ruff', 'playwright', 'mkdocs',
                       'mkdocs-material', 'mkdocstrings[python]', 'mkdocstrings-python'),
     },
 )
