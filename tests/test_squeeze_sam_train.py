@@ -111,7 +111,7 @@ def test_distillation_teacher_is_frozen_outside_checkpoints_and_cached(tmp_path)
     losses = model(**data, mode='loss')
     assert all(torch.isfinite(v) for v in losses.values())
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
-    cached = sorted(f for f in os.listdir(tmp_path / 'cache') if f.endswith('.safetensors'))
+    cached = sorted(f for f in os.listdir(tmp_path / 'cache' / 'shards') if f.endswith('.safetensors'))
     assert len(cached) == 2  # one embedding per image view
     model.teacher.embed = None  # a second step must read the cache, not run the encoder
     assert torch.isfinite(model(**data, mode='loss')['loss_focal'])
@@ -140,7 +140,7 @@ def test_teacher_that_returns_the_ground_truth_changes_nothing():
     for key in plain:
         torch.testing.assert_close(distilled[key], plain[key])
     with pytest.raises(ValueError, match='teacher_weight'):
-        run(teacher=lambda p, l: torch.cat(masks), teacher_weight=2.0)
+        run(teacher=lambda points, labels: torch.cat(masks), teacher_weight=2.0)
 
 
 def test_first_click_lies_on_the_click_mask_and_boxes_on_the_target():
@@ -161,7 +161,7 @@ def test_segment_anything_teacher_decodes_points_and_boxes():
     pytest.importorskip('segment_anything')
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-    from efficientsam_plugins.training.distill import SegmentAnythingMaskTeacher, bind_teacher
+    from efficientsam_plugins.training.teachers import SegmentAnythingMaskTeacher, bind_teacher
     torch.manual_seed(0)
     sam = Sam(ImageEncoderViT(img_size=64, patch_size=16, embed_dim=16, depth=1, num_heads=2, out_chans=16),
               PromptEncoder(embed_dim=16, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=4),
@@ -174,5 +174,5 @@ def test_segment_anything_teacher_decodes_points_and_boxes():
     targets = bind_teacher(teacher, torch.rand(1, 3, 32, 32), 32, 16)([points], [labels])
     assert targets.shape == (2, 16, 16) and targets.dtype == torch.bool
     with pytest.raises(ValueError, match='teacher kind'):
-        from efficientsam_plugins.training.distill import build_mask_teacher
+        from efficientsam_plugins.training.teachers import build_mask_teacher
         build_mask_teacher('mobile_sam')

@@ -21,7 +21,7 @@ from mmengine.config import Config
 from mmengine.dist import barrier, get_dist_info
 from tqdm import tqdm
 
-from ..training.feature_cache import FeatureCacheWriter, TeacherFeatureCache, ensure_meta, image_key, incomplete_shards
+from ..training.feature_cache import FeatureCacheWriter, TeacherFeatureCache, image_key
 from ..training.views import resize_to_grid
 
 IMAGENET_1K_TRAIN_IMAGES = 1_281_167
@@ -120,9 +120,7 @@ def extract_teacher_features(cfg: Config, out: str, image_size: Optional[int] = 
                 image_root=image_root, dtype='float16',
                 normalization={k: preprocessor_cfg.get(k) for k in ('mean', 'std', 'to_rgb')})
     if rank == 0:
-        ensure_meta(out, meta)
-        for stale in incomplete_shards(out):
-            os.remove(stale)
+        TeacherFeatureCache(out, meta)  # created, or checked and cleared of interrupted writes
     barrier()
     done = set(TeacherFeatureCache(out).keys())
     keys = [image_key(dataset.get_data_info(i)['img_path'], image_root) for i in range(len(dataset))]

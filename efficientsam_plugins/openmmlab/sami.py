@@ -1,7 +1,8 @@
 """SAMI (EfficientSAM's masked image pretraining) as an mmpretrain self-supervised algorithm, in
 mmpretrain's split: algorithm :class:`SAMI`, backbone ``SAMIViT``, neck ``SAMICrossAttnDecoder``,
 head :class:`SAMIHead` (loss ``SAMIReconstructionLoss``), target generators ``SAMTeacher`` /
-``EfficientSAMTeacher``. The computation lives in :mod:`efficientsam_plugins.models.sami`.
+``EfficientSAMTeacher``. The computation lives in :mod:`efficientsam_plugins.modeling.sami`; the teachers in
+:mod:`efficientsam_plugins.training.teachers`.
 """
 from typing import List, Optional, Sequence, Union
 
@@ -15,6 +16,7 @@ from mmpretrain.structures import DataSample
 from ..modeling.sami.decoder import CrossAttentionDecoder
 from ..modeling.sami.head import ProjectionHead, ReconstructionLoss
 from ..modeling.sami.masking import check_mask_ratio, random_token_mask
+from ..training.losses import check_finite
 from ..training.teachers import EfficientSAMTeacher, SAMTeacher, TeacherSlot
 from .transforms import TARGET_KEY
 
@@ -31,9 +33,10 @@ class SAMIHead(ProjectionHead):
     """Linear projection to the teacher's channels plus the reconstruction loss (a config dict)."""
 
     def __init__(self, in_channels: int = 512, out_channels: int = 256,
-                 loss: Union[dict, nn.Module] = dict(type='SAMIReconstructionLoss', criterion='mse')) -> None:
-        super().__init__(in_channels, out_channels,
-                         MODELS.build(loss) if isinstance(loss, dict) else loss)
+                 loss: Union[dict, nn.Module, None] = None) -> None:
+        """``loss`` defaults to ``dict(type='SAMIReconstructionLoss', criterion='mse')``."""
+        loss = loss or dict(type='SAMIReconstructionLoss', criterion='mse')
+        super().__init__(in_channels, out_channels, MODELS.build(loss) if isinstance(loss, dict) else loss)
 
 
 @MODELS.register_module()
@@ -44,7 +47,7 @@ class SAMI(BaseSelfSupervisor):
     on every batch, and is kept out of the module tree and checkpoints; ``'cached'`` reads the
     targets that the pipeline's ``LoadSAMITeacherTarget`` cut from a teacher-feature cache.
     Masks are a function of (seed, iteration, dataset index) (see
-    :func:`~efficientsam_plugins.models.sami.random_token_mask`), so resumed and multi-process
+    :func:`~efficientsam_plugins.modeling.sami.masking.random_token_mask`), so resumed and multi-process
     runs mask every sample as one uninterrupted single-process run would. The seed is a buffer
     (``mask_seed``), saved with checkpoints and broadcast by DDP.
     """
@@ -97,6 +100,8 @@ class SAMI(BaseSelfSupervisor):
             if tuple(maps.shape[-2:]) != tuple(grid):
                 raise ValueError(f'cached targets have grid {tuple(maps.shape[-2:])}, the student '
                                  f'{tuple(grid)}: check LoadSAMITeacherTarget(patch_size=...)')
+        check_finite({f'the teacher targets of {s.metainfo.get("img_path", i)}': m
+                      for i, (s, m) in enumerate(zip(data_samples, maps))})
         return maps.flatten(2).transpose(1, 2)
 
     def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
@@ -111,5 +116,7 @@ class SAMI(BaseSelfSupervisor):
         self._calls += 1
         mask = random_token_mask(sample_ids, step, grid[0] * grid[1], self.mask_ratio, self.mask_seed)
         visible, ids_visible = self.backbone.forward_masked(images, mask)
-        return dict(loss=self.head.loss(self.neck(visible, ids_visible, mask, grid),
-                                        self._targets(images, data_samples, grid)))
+        losses = dict(loss=self.head.loss(self.neck(visible, ids_visible, mask, grid),
+                                          self._targets(images, data_samples, grid)))
+        check_finite(losses, f'at iteration {step} ')
+        return losses

@@ -6,7 +6,7 @@ Registers in mmengine's root registries (``default_scope='mmengine'``): ``Squeez
 :mod:`.whole_object` (TRANSFORMS), plus everything :mod:`.efficientsam` registers (its data
 preprocessor, dataset, collate function and promptable metric, which SqueezeSAM reuses).
 """
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 from mmengine.dist import get_rank
@@ -19,9 +19,9 @@ from ..evaluation.segmenters import PredictorSegmenter
 from ..modeling.common import LABEL_NEGATIVE, LABEL_PADDING, LABEL_POINT
 from ..modeling.squeeze_sam.squeeze_sam import SqueezeSam, resolve_config
 from ..predictor import SqueezeSamPredictor
-from ..training.distill import TeacherEmbeddingCache, bind_teacher, build_mask_teacher
-from ..training.sam_round import training_round
-from ..training.teachers import TeacherSlot
+from ..training.feature_cache import TeacherFeatureCache
+from ..training.sam_round import per_image, training_round
+from ..training.teachers import TeacherSlot, bind_teacher, build_mask_teacher
 from . import efficientsam  # noqa: F401  (registers the shared data preprocessor, dataset, collate, metric)
 from .finetune import PromptableTrainer
 from .hooks import EfficientSamExportHook
@@ -34,17 +34,13 @@ def squeeze_sam_decoder(model: SqueezeSam, images: torch.Tensor):
     """``decode`` of :func:`training_round` for SqueezeSAM with ``feed_previous_masks``: the images
     are preprocessed once, each query runs the whole network on its own fused input; the previous
     round's logits go to the previous-mask channel when the model has one."""
-    preprocessed = model.preprocess(images)
-    size = model.img_size
+    preprocessed, size = model.preprocess(images), model.img_size
 
-    def decode(points: List[torch.Tensor], labels: List[torch.Tensor], previous: Optional[torch.Tensor]):
-        chunks = previous.split([len(p) for p in points]) if previous is not None else [None] * len(points)
-        outputs = [model.predict_masks(preprocessed[b:b + 1], points[b][None], labels[b][None], size, size,
-                                       chunks[b][None] if model.previous_mask_channel and chunks[b] is not None
-                                       else None)
-                   for b in range(len(points))]
-        return torch.cat([logits[0] for logits, _ in outputs]), torch.cat([iou[0] for _, iou in outputs])
-    return decode
+    def decode_one(b: int, points: torch.Tensor, labels: torch.Tensor, previous: Optional[torch.Tensor]):
+        fed = previous[None] if model.previous_mask_channel and previous is not None else None
+        logits, iou = model.predict_masks(preprocessed[b:b + 1], points[None], labels[None], size, size, fed)
+        return logits[0], iou[0]
+    return per_image(decode_one)
 
 
 @MODELS.register_module(name='SqueezeSamTrainer')
@@ -62,7 +58,7 @@ class SqueezeSamTrainer(PromptableTrainer):
     ``teacher``: ``dict(kind='efficientsam'|'sam', checkpoint=..., config=..., weight=1.0,
     cache_dir=None)`` supervises with the frozen teacher's masks for the same prompts (``weight``
     1: alone; in (0, 1): mixed with the ground truth); it stays out of checkpoints, and
-    ``cache_dir`` stores its image embeddings per image view (:class:`TeacherEmbeddingCache`).
+    ``cache_dir`` stores its image embeddings per image view (:class:`TeacherFeatureCache`).
     ``checkpoint`` initialises the whole model strictly (an export of an earlier run).
     """
 
@@ -84,15 +80,16 @@ class SqueezeSamTrainer(PromptableTrainer):
             options = dict(teacher)
             unknown = sorted(set(options) - {'kind', 'checkpoint', 'config', 'weight', 'cache_dir'})
             if unknown:
-                raise ValueError(f'unknown teacher keys {unknown}; expected kind, checkpoint, config, weight, cache_dir')
+                raise ValueError(f'unknown teacher keys {unknown}; expected kind, checkpoint, config, weight, '
+                                 f'cache_dir')
             self.teacher_weight = float(options.get('weight', 1.0))
             if not 0.0 < self.teacher_weight <= 1.0:
                 raise ValueError(f'teacher weight must be in (0, 1], got {self.teacher_weight}')
             built = build_mask_teacher(options.get('kind', 'efficientsam'), options.get('checkpoint'),
                                        options.get('config'))
             self.teacher_slot = TeacherSlot(built)
-            if options.get('cache_dir'):
-                self.teacher_cache = TeacherEmbeddingCache(options['cache_dir'], built.description)
+            if options.get('cache_dir'):  # verified now, before the first iteration
+                self.teacher_cache = TeacherFeatureCache(options['cache_dir'], dict(teacher=built.describe())).check()
         self._calls = 0
 
     @property

@@ -52,7 +52,7 @@ class LoadSAMITeacherTarget(BaseTransform):
 
     def __init__(self, cache_root: str, patch_size: int = 16, image_root: Optional[str] = None) -> None:
         self.cache_root, self.patch_size = cache_root, patch_size
-        self._cache = TeacherFeatureCache(cache_root)
+        self._cache = TeacherFeatureCache(cache_root).check()  # damaged shards named before training starts
         self.image_root = image_root or self._cache.meta['image_root']
         if not os.path.isdir(self.image_root):
             raise FileNotFoundError(f'image root {self.image_root} of the cache {cache_root} does not '

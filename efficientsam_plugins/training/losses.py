@@ -4,7 +4,7 @@ Mask loss = 20 * focal + 1 * dice, back-propagated only for the candidate with t
 the outputs can specialise on different readings of an ambiguous prompt; the IoU head regresses
 (MSE) every candidate's true IoU, the ranking signal at inference.
 """
-from typing import Dict
+from typing import Dict, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -51,3 +51,13 @@ def sam_loss(mask_logits: torch.Tensor, iou_predictions: torch.Tensor, targets: 
         loss_dice=dice_weight * dice.gather(1, best).mean(),
         loss_iou=iou_weight * F.mse_loss(iou_predictions, true_iou.to(iou_predictions.dtype)),
         mask_iou=true_iou.gather(1, best).mean())
+
+
+def check_finite(values: Mapping[str, torch.Tensor], where: str = '') -> None:
+    """Stops training with a :class:`FloatingPointError` naming each of ``values`` that holds NaN or
+    infinity (a corrupt target, a diverging run) rather than optimising it and exiting 0."""
+    finite = torch.stack([torch.isfinite(value).all() for value in values.values()]).tolist()  # one sync
+    bad = [name for name, ok in zip(values, finite) if not ok]
+    if bad:
+        raise FloatingPointError(f'{", ".join(bad)} {where}hold NaN or infinite values: training stops here '
+                                 f'(check the targets, e.g. their cache, and the learning rate)')

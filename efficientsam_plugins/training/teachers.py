@@ -1,22 +1,32 @@
-"""SAMI's teachers (target generators): frozen image encoders with one interface.
+"""The frozen teachers of training, with one interface: ``embed(images) -> [B, C, h, w]`` and, where
+the teacher is promptable, ``decode(embedding [1, C, h, w], points [Q, N, 2], labels [Q, N],
+img_size) -> (logits [Q, M, h', w'], iou [Q, M])``; ``describe()`` says what makes two teachers'
+embeddings interchangeable (:class:`~.feature_cache.TeacherFeatureCache` records it and refuses
+another teacher's cache).
 
-A teacher maps the student's (normalised) images ``[B, 3, H, W]`` to target features
-``[B, C, h, w]`` on the student's token grid, running at the student's resolution (position
-embeddings interpolated) or at a fixed one such as SAM's native 1024, its output then pooled to the
-student's grid exactly as cached maps are cut (:mod:`.views`). Teachers are frozen, and
-:class:`TeacherSlot` keeps them out of the student's module tree.
+SAMI reconstructs an image encoder's maps (:class:`FrozenTeacher`: SAM, EfficientSAM or any core ViT
+on the student's normalised images, at the student's resolution, position embeddings interpolated,
+or at a fixed one such as SAM's native 1024, the map then pooled to the student's grid exactly as
+cached maps are cut, :mod:`.views`). SqueezeSAM's distillation decodes the student's prompts with a
+whole promptable model (:func:`build_mask_teacher`: EfficientSAM or segment_anything's SAM, on
+images in [0, 1]). Teachers stay in eval mode, are never trained or re-initialised, and
+:class:`TeacherSlot` keeps them out of the student's module tree and checkpoints.
 """
 import abc
 import functools
 import os
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import checkpoint_path, load_prefixed
+from ..modeling.common import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, select_best
 from ..modeling.vit import ViT, resize_abs_pos
+from .feature_cache import TeacherFeatureCache
+from .losses import check_finite
+from .sam_round import TeacherTargets, decode_efficient_sam, per_image
 from .views import resize_to_grid
 
 LAYERS = ('neck', 'last_block')
@@ -50,8 +60,38 @@ def teacher_checkpoint(checkpoint: Optional[Union[str, os.PathLike]], what: str,
                                 f'({how}pass its path as checkpoint=...)') from err
 
 
-class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
-    """Base class: subclasses build their encoder, set ``out_channels``, ``patch_size`` and
+class Teacher(nn.Module, metaclass=abc.ABCMeta):
+    """The interface of every teacher (see the module docstring): frozen, always in eval mode."""
+
+    @abc.abstractmethod
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's map ``[B, C, h, w]`` of ``images`` ``[B, 3, H, W]``."""
+
+    @abc.abstractmethod
+    def describe(self) -> Dict[str, Any]:
+        """What makes two teachers' embeddings interchangeable (JSON-able)."""
+
+    def decode(self, embedding: torch.Tensor, points: torch.Tensor, labels: torch.Tensor,
+               img_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One image's mask logits ``[Q, M, h', w']`` and predicted IoUs ``[Q, M]`` for its queries
+        (``points`` in ``img_size`` pixels): promptable teachers only."""
+        raise TypeError(f'{type(self).__name__} embeds images but decodes no prompts: distillation needs a '
+                        f'promptable teacher (build_mask_teacher)')
+
+    def freeze(self) -> 'Teacher':
+        return self.requires_grad_(False).train(False)
+
+    def train(self, mode: bool = True) -> 'Teacher':
+        """Always eval mode, whatever a parent asks."""
+        return super().train(False)
+
+    def init_weights(self) -> None:
+        """Keeps the loaded weights: a parent's ``init_cfg`` must never re-initialise a teacher."""
+
+
+class FrozenTeacher(Teacher):
+    """SAMI's teachers: frozen image encoders whose maps of the student's (normalised) images are the
+    reconstruction targets. Subclasses build their encoder, set ``out_channels``, ``patch_size`` and
     ``native_size`` (the input side the encoder was trained at) and implement ``encode``.
 
     ``resolution='student'`` runs the encoder on the student's images as they are; an int resizes
@@ -83,26 +123,19 @@ class FrozenTeacher(nn.Module, metaclass=abc.ABCMeta):
         """The side at which the encoder sees an ``image_size`` input."""
         return image_size if self.resolution == 'student' else self.resolution
 
-    def freeze(self) -> 'FrozenTeacher':
-        return self.requires_grad_(False).train(False)
-
-    def train(self, mode: bool = True) -> 'FrozenTeacher':
-        """Always eval mode, whatever a parent asks."""
-        return super().train(False)
-
-    def init_weights(self) -> None:
-        """Keeps the loaded weights: a parent's ``init_cfg`` must never re-initialise a teacher."""
-
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, grid_hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-        """Targets ``[B, C, *grid_hw]`` (the encoder's own grid when ``grid_hw`` is None)."""
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The map on the encoder's own grid, of images resized to the teacher's resolution."""
         if self.resolution != 'student' and tuple(images.shape[-2:]) != (self.resolution,) * 2:
             images = F.interpolate(images, size=(self.resolution,) * 2, mode='bilinear', align_corners=False)
-        maps = self.encode(images)
+        return self.encode(images)
+
+    def forward(self, images: torch.Tensor, grid_hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """Targets ``[B, C, *grid_hw]`` (the encoder's own grid when ``grid_hw`` is None)."""
+        maps = self.embed(images)
         return maps if grid_hw is None else resize_to_grid(maps, grid_hw)
 
     def describe(self) -> Dict[str, Any]:
-        """What makes two teachers' features interchangeable (recorded in feature caches)."""
         described = dict(type=type(self).__name__, resolution=self.resolution, layer=self.layer,
                          out_channels=self.out_channels)
         if self.arch_name is not None:  # the teachers built from a named architecture
@@ -206,6 +239,108 @@ class EfficientSAMTeacher(EncoderTeacher):
             load_prefixed(encoder, path, 'image_encoder.', what=f'{what} (expected {expected})')
         super().__init__(encoder, resolution, layer)
         self.arch_name, self.checkpoint = config or 'custom', path
+
+
+class MaskTeacher(Teacher):
+    """A whole promptable model as a distillation teacher, on images in [0, 1]; ``description``
+    (kind, config, checkpoint; default: the kind) is what :meth:`describe` returns."""
+
+    kind: str
+
+    def __init__(self, model: nn.Module, description: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__()
+        self.model, self.description = model, dict(description or dict(kind=self.kind))
+        self.freeze()
+
+    def describe(self) -> Dict[str, Any]:
+        return self.description
+
+
+class EfficientSamMaskTeacher(MaskTeacher):
+    """An EfficientSAM, through the same embedding / decoder split as its predictor."""
+
+    kind = 'efficientsam'
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_embeddings(images)
+
+    @torch.no_grad()
+    def decode(self, embedding, points, labels, img_size):
+        return decode_efficient_sam(self.model, embedding, points, labels, img_size)
+
+
+class SegmentAnythingMaskTeacher(MaskTeacher):
+    """SAM from the ``segment_anything`` package: square training images are resized to its 1024
+    input (no padding needed); box corners go to its box embedding, the other points to its point
+    embedding, as its predictor does."""
+
+    kind = 'sam'
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        size, sam = self.model.image_encoder.img_size, self.model
+        pixels = F.interpolate(images.float() * 255, (size, size), mode='bilinear')
+        return sam.image_encoder((pixels - sam.pixel_mean) / sam.pixel_std)
+
+    @torch.no_grad()
+    def decode(self, embedding, points, labels, img_size):
+        sam = self.model
+        coords = torch.where(points >= 0, points * (sam.image_encoder.img_size / img_size), points)
+        is_box = (labels[:, 0] == LABEL_BOX_TOP_LEFT) & (labels[:, 1] == LABEL_BOX_BOTTOM_RIGHT)
+        logits = iou = None
+        for selection, box in ((is_box, True), (~is_box, False)):
+            index = selection.nonzero()[:, 0]
+            if index.numel() == 0:
+                continue
+            rest = 2 if box else 0
+            query_points = (coords[index, rest:], labels[index, rest:]) if coords.shape[1] > rest else None
+            boxes = coords[index, :2].reshape(-1, 4) if box else None
+            sparse, dense = sam.prompt_encoder(points=query_points, boxes=boxes, masks=None)
+            part_logits, part_iou = sam.mask_decoder(embedding, sam.prompt_encoder.get_dense_pe(), sparse, dense, True)
+            if logits is None:
+                logits = part_logits.new_zeros((len(labels), *part_logits.shape[1:]))
+                iou = part_iou.new_zeros((len(labels), part_iou.shape[1]))
+            logits[index], iou[index] = part_logits, part_iou
+        return logits, iou
+
+
+def build_mask_teacher(kind: str = 'efficientsam', checkpoint: Optional[str] = None,
+                       config: Any = None) -> MaskTeacher:
+    """``'efficientsam'``: :func:`build_efficient_sam(config or 'ti', checkpoint)` (a path or zoo
+    name); ``'sam'``: ``segment_anything``'s ``sam_model_registry[config or 'vit_h'](checkpoint)``."""
+    if kind == 'efficientsam':
+        from ..build import build_efficient_sam
+        config = config or 'ti'
+        return EfficientSamMaskTeacher(build_efficient_sam(config, checkpoint),
+                                       dict(kind=kind, config=config, checkpoint=str(checkpoint)))
+    if kind == 'sam':
+        if checkpoint is None:
+            raise ValueError("the SAM teacher needs checkpoint=<sam_vit_h_4b8939.pth or another SAM file>")
+        from segment_anything import sam_model_registry
+        config = config or 'vit_h'
+        if config not in sam_model_registry:
+            raise ValueError(f'unknown SAM model type {config!r}; expected one of {sorted(sam_model_registry)}')
+        return SegmentAnythingMaskTeacher(sam_model_registry[config](checkpoint=checkpoint_path(checkpoint)),
+                                          dict(kind=kind, config=config, checkpoint=str(checkpoint)))
+    raise ValueError(f"unknown teacher kind {kind!r}; expected 'efficientsam' or 'sam'")
+
+
+def bind_teacher(teacher: Teacher, images: torch.Tensor, img_size: int, mask_size: int,
+                 keys: Optional[Sequence[str]] = None, cache: Optional[TeacherFeatureCache] = None) -> TeacherTargets:
+    """The ``teacher`` argument of :func:`~.sam_round.training_round` for one batch: ``images``
+    embedded once (through ``cache`` by ``keys`` where given); each round's prompts decoded to the
+    candidate with the highest predicted IoU (what the teacher's predictor returns), resized to the
+    student's ``mask_size`` and thresholded at 0: bool ``[sum Q_b, mask_size, mask_size]``."""
+    embeddings = teacher.embed(images) if cache is None else cache.embed(teacher, images, keys or ())
+    check_finite({'teacher embeddings': embeddings}, f'of the images {list(keys or ())}')
+    decode = per_image(lambda b, points, labels, _: teacher.decode(embeddings[b:b + 1], points, labels, img_size))
+
+    @torch.no_grad()
+    def targets(points: List[torch.Tensor], labels: List[torch.Tensor]) -> torch.Tensor:
+        best = select_best(*decode(points, labels))[0]
+        return F.interpolate(best.float(), (mask_size, mask_size), mode='bilinear')[:, 0] > 0
+    return targets
 
 
 class TeacherSlot(nn.Module):
