@@ -20,6 +20,7 @@ from efficientsam_plugins.training.feature_cache import FeatureCacheWriter  # no
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 PRETRAIN = os.path.join(REPO, 'configs', 'sami', 'sami_vit-{}_sam-vit-h_in1k-400e{}.py')
 FINETUNE = os.path.join(REPO, 'configs', 'imagenet', 'sami_vit-{}_in1k-100e{}.py')
+VARIANTS = {'tiny': 'ti', 'small': 's', 'base': 'b'}  # file name -> the configs' (the core's) arch
 SMOKE_TEACHER = dict(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=[1], img_size=256,
                      window_size=2, out_chans=32)
 
@@ -45,11 +46,11 @@ def _batch(n=2, size=64):
     return torch.randn(n, 3, size, size), samples
 
 
-@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])  # as the file names spell them
 def test_pretrain_configs_follow_the_paper_recipe(arch):
     cfg = Config.fromfile(PRETRAIN.format(arch, ''))
     assert cfg.model.type == 'SAMI' and cfg.model.mask_ratio == 0.75
-    assert cfg.model.backbone.arch == arch and cfg.model.backbone.img_size == 224
+    assert cfg.model.backbone.arch == VARIANTS[arch] and cfg.model.backbone.img_size == 224
     assert (cfg.model.neck.depth, cfg.model.neck.embed_dim) == (8, 512)
     assert cfg.model.target_generator.arch == 'vit_h'
     assert 'efficientsam_plugins.openmmlab.mmpretrain' in cfg.custom_imports.imports
@@ -62,14 +63,14 @@ def test_pretrain_configs_follow_the_paper_recipe(arch):
     assert cfg.train_cfg.max_epochs == 400
     crop = cfg.train_dataloader.dataset.pipeline[1]
     assert crop.type == 'SAMIRandomResizedCrop' and crop.scale == 224
-    assert Config.fromfile(PRETRAIN.format(arch, '_smoke')).model.backbone.arch == arch
+    assert Config.fromfile(PRETRAIN.format(arch, '_smoke')).model.backbone.arch == VARIANTS[arch]
 
 
 @pytest.mark.parametrize('arch,decay,dim', [('tiny', 1.0, 192), ('small', 0.75, 384), ('base', 0.75, 768)])
 def test_finetune_configs_follow_the_paper_recipe(arch, decay, dim):
     cfg = Config.fromfile(FINETUNE.format(arch, ''))
     backbone = cfg.model.backbone
-    assert backbone.type == 'SAMIViT' and backbone.arch == arch
+    assert backbone.type == 'SAMIViT' and backbone.arch == VARIANTS[arch]
     assert backbone.init_cfg.type == 'Pretrained' and backbone.init_cfg.prefix == 'backbone.'
     assert cfg.model.head.in_channels == dim
     assert cfg.optim_wrapper.optimizer.lr == 1e-3

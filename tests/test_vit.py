@@ -5,15 +5,16 @@ from efficientsam_plugins.modeling.attention import eager_attention
 from efficientsam_plugins.modeling.vit import ViT, resize_abs_pos, vit_arch
 
 
-@pytest.mark.parametrize('name,dims', [('ti', (192, 12, 3)), ('small', (384, 12, 6)), ('b', (768, 12, 12))])
+@pytest.mark.parametrize('name,dims', [('ti', (192, 12, 3)), ('s', (384, 12, 6)), ('b', (768, 12, 12))])
 def test_variants(name, dims):
     arch = vit_arch(name)
     assert (arch['embed_dim'], arch['depth'], arch['num_heads']) == dims
 
 
 def test_unknown_variant():
-    with pytest.raises(ValueError, match='unknown ViT variant'):
-        vit_arch('huge')
+    for name in ('huge', 'tiny'):  # one spelling: the core's
+        with pytest.raises(ValueError, match=f"unknown ViT variant '{name}'; expected one of"):
+            vit_arch(name)
 
 
 def test_parameter_names_match_official_encoder():

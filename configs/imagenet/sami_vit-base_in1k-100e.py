@@ -7,7 +7,7 @@ _base_ = './_base_/sami_vit_in1k-100e.py'
 
 model = dict(
     backbone=dict(
-        arch='base',
+        arch='b',
         init_cfg=dict(checkpoint='work_dirs/sami_vit-base_sam-vit-h_in1k-400e/epoch_400.pth')),
     head=dict(in_channels=768))
 

@@ -7,7 +7,7 @@ _base_ = './_base_/sami_vit_in1k-100e_smoke.py'
 
 model = dict(
     backbone=dict(
-        arch='tiny',
+        arch='ti',
         init_cfg=dict(checkpoint='work_dirs/sami_vit-tiny_sam-vit-h_in1k-400e_smoke/iter_20.pth')),
     head=dict(in_channels=192))
 

@@ -2,5 +2,5 @@
 _base_ = './_base_/sami_sam-vit-h_in1k-400e.py'
 
 model = dict(
-    backbone=dict(arch='base'),
+    backbone=dict(arch='b'),
     neck=dict(in_channels=768))

@@ -5,5 +5,5 @@
 _base_ = './_base_/sami_sam-vit-h_in1k-400e_smoke.py'
 
 model = dict(
-    backbone=dict(arch='small'),
+    backbone=dict(arch='s'),
     neck=dict(in_channels=384))

@@ -2,5 +2,5 @@
 _base_ = './_base_/sami_sam-vit-h_in1k-400e.py'
 
 model = dict(
-    backbone=dict(arch='tiny'),
+    backbone=dict(arch='ti'),
     neck=dict(in_channels=192))

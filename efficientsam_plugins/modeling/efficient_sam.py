@@ -104,11 +104,10 @@ class EfficientSam(nn.Module):
 def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
     """A full architecture config from ``'ti'``, ``'s'`` or a dict of overrides."""
     if isinstance(config, str):
-        key = {'tiny': 'ti', 'vitt': 'ti', 'small': 's', 'vits': 's'}.get(config.lower(), config.lower())
-        if key not in NAMED_CONFIGS:
+        if config not in NAMED_CONFIGS:
             raise ValueError(f'unknown EfficientSAM config {config!r}; expected one of '
                              f'{sorted(NAMED_CONFIGS)} or a dict')
-        return {**DEFAULT_CONFIG, **NAMED_CONFIGS[key]}
+        return {**DEFAULT_CONFIG, **NAMED_CONFIGS[config]}
     return merge_config('EfficientSAM', config, DEFAULT_CONFIG, _IGNORED_CONFIG_KEYS)
 
 

@@ -23,17 +23,18 @@ VIT_ARCHS: Dict[str, Dict[str, int]] = {
 # (``SAMIViT(preset='vitdet')`` in mmdet, ``SAMIViTNet`` in detectron2): 14x14 windows, global at 2/5/8/11.
 VITDET_SETTINGS = dict(img_size=1024, drop_path_rate=0.1, window_size=14, global_attn_indexes=(2, 5, 8, 11),
                        use_rel_pos=True)
-_ARCH_ALIASES = {'tiny': 'ti', 'vit-t': 'ti', 'vitt': 'ti', 'small': 's', 'vit-s': 's', 'vits': 's',
-                 'base': 'b', 'vit-b': 'b', 'vitb': 'b'}
-
-
 def vit_arch(name: str) -> Dict[str, int]:
-    """Width/depth/heads of a named variant: ``ti``/``s``/``b`` (or ``tiny``/``small``/``base``)."""
-    key = _ARCH_ALIASES.get(name.lower(), name.lower())
-    if key not in VIT_ARCHS:
-        raise ValueError(f'unknown ViT variant {name!r}; expected one of {sorted(VIT_ARCHS)} '
-                         f'or {sorted(_ARCH_ALIASES)}')
-    return dict(VIT_ARCHS[key])
+    """Width/depth/heads of a named variant.
+
+    Args:
+        name: ``'ti'``, ``'s'`` or ``'b'`` (a key of :data:`VIT_ARCHS`).
+
+    Returns:
+        A new dict of ``embed_dim``, ``depth`` and ``num_heads``.
+    """
+    if name not in VIT_ARCHS:
+        raise ValueError(f'unknown ViT variant {name!r}; expected one of {sorted(VIT_ARCHS)}')
+    return dict(VIT_ARCHS[name])
 
 
 class LayerNorm2d(nn.Module):

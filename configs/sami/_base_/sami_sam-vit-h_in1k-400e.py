@@ -14,7 +14,7 @@ model = dict(
     type='SAMI',
     teacher_mode='online',
     mask_ratio=0.75,
-    backbone=dict(type='SAMIViT', arch='tiny', img_size=224, patch_size=16, final_norm=True),
+    backbone=dict(type='SAMIViT', arch='ti', img_size=224, patch_size=16, final_norm=True),
     neck=dict(type='SAMICrossAttnDecoder', in_channels=192, embed_dim=512, depth=8, num_heads=16),
     head=dict(
         type='SAMIHead',
