@@ -118,5 +118,5 @@ class SAMI(BaseSelfSupervisor):
         visible, ids_visible = self.backbone.forward_masked(images, mask)
         losses = dict(loss=self.head.loss(self.neck(visible, ids_visible, mask, grid),
                                           self._targets(images, data_samples, grid)))
-        check_finite(losses, f'at iteration {step} ')
+        check_finite(losses, f'at iteration {step}')
         return losses

@@ -59,5 +59,5 @@ def check_finite(values: Mapping[str, torch.Tensor], where: str = '') -> None:
     finite = torch.stack([torch.isfinite(value).all() for value in values.values()]).tolist()  # one sync
     bad = [name for name, ok in zip(values, finite) if not ok]
     if bad:
-        raise FloatingPointError(f'{", ".join(bad)} {where}hold NaN or infinite values: training stops here '
-                                 f'(check the targets, e.g. their cache, and the learning rate)')
+        raise FloatingPointError(f'{" ".join([", ".join(bad), where]).strip()} hold NaN or infinite values: '
+                                 f'training stops here (check the targets, e.g. their cache, and the learning rate)')

@@ -108,5 +108,5 @@ def training_round(decode: Decoder, masks: Sequence[torch.Tensor], img_size: int
                                                              negative_clicks)
                 points[b] = torch.cat([points[b], new_points], 1)
                 labels[b] = torch.cat([labels[b], new_labels], 1)
-    check_finite(totals, 'of this training step ')
+    check_finite(totals, 'of this training step')
     return totals

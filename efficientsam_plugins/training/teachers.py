@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import checkpoint_path, load_prefixed
 from ..modeling.common import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, select_best
-from ..modeling.vit import ViT, resize_abs_pos
+from ..modeling.vit import resize_abs_pos
 from .feature_cache import TeacherFeatureCache
 from .losses import check_finite
 from .sam_round import TeacherTargets, decode_efficient_sam, per_image
@@ -204,41 +204,28 @@ class SAMTeacher(FrozenTeacher):
         return dict(super().describe(), spec=spec)
 
 
-class EncoderTeacher(FrozenTeacher):
-    """Any image encoder of the core (a :class:`~efficientsam_plugins.models.vit.ViT`) as teacher;
-    ``layer='neck'`` needs one with a neck (e.g. EfficientSAM's image encoder)."""
+class EfficientSAMTeacher(FrozenTeacher):
+    """An EfficientSAM image encoder (``'ti'``, ``'s'`` or a config) loaded from an EfficientSAM checkpoint."""
 
-    def __init__(self, encoder: ViT, resolution: Union[str, int] = 'student',
-                 layer: str = 'neck') -> None:
+    def __init__(self, arch: Union[str, Dict[str, Any]] = 'ti',
+                 checkpoint: Optional[Union[str, os.PathLike]] = 'efficientsam_ti',
+                 resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
+        from ..modeling.efficient_sam import NAMED_CONFIGS, build_image_encoder, resolve_config
         super().__init__(resolution, layer)
-        if layer == 'neck' and encoder.neck is None:
-            raise ValueError("layer='neck' needs an encoder with a neck (neck_dims); use "
-                             "layer='last_block' for a plain ViT")
-        self.encoder = encoder
-        self.out_channels = encoder.out_channels if layer == 'neck' else encoder.embed_dim
-        self.patch_size, self.native_size = encoder.patch_size, encoder.img_size
+        cfg = resolve_config(arch)
+        config = {named['embed_dim']: name for name, named in NAMED_CONFIGS.items()}.get(cfg['embed_dim'])
+        self.arch_name, what = config or 'custom', f'EfficientSAM {config or "custom"}'
+        self.checkpoint, expected = teacher_checkpoint(checkpoint, what, 'efficientsam', config)
+        self.encoder = build_image_encoder(cfg)
+        if self.checkpoint is not None:
+            load_prefixed(self.encoder, self.checkpoint, 'image_encoder.', what=f'{what} (expected {expected})')
+        self.out_channels = self.encoder.out_channels if layer == 'neck' else self.encoder.embed_dim
+        self.patch_size, self.native_size = self.encoder.patch_size, self.encoder.img_size
         self.freeze()
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         x = self.encoder.forward_features(images)
         return self.encoder.neck(x) if self.layer == 'neck' else x
-
-
-class EfficientSAMTeacher(EncoderTeacher):
-    """An EfficientSAM image encoder (``'ti'`` or ``'s'``) loaded from an EfficientSAM checkpoint."""
-
-    def __init__(self, arch: str = 'ti', checkpoint: Optional[Union[str, os.PathLike]] = 'efficientsam_ti',
-                 resolution: Union[str, int] = 'student', layer: str = 'neck') -> None:
-        from ..modeling.efficient_sam import NAMED_CONFIGS, build_image_encoder, resolve_config
-        cfg = resolve_config(arch)
-        config = {named['embed_dim']: name for name, named in NAMED_CONFIGS.items()}.get(cfg['embed_dim'])
-        what = f'EfficientSAM {config or "custom"}'
-        path, expected = teacher_checkpoint(checkpoint, what, 'efficientsam', config)
-        encoder = build_image_encoder(cfg)
-        if path is not None:
-            load_prefixed(encoder, path, 'image_encoder.', what=f'{what} (expected {expected})')
-        super().__init__(encoder, resolution, layer)
-        self.arch_name, self.checkpoint = config or 'custom', path
 
 
 class MaskTeacher(Teacher):
