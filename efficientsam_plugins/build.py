@@ -8,8 +8,16 @@ A model is named by
 * a model-zoo entry of an EfficientSAM or SqueezeSAM architecture: ``'efficientsam_ti'``,
   ``'efficientsam_s'`` or an entry of a user manifest, whose weights are downloaded (once, verified)
   unless another checkpoint is given;
-* a config: a dict or ``.json`` file of architecture settings (EfficientSAM's keys, or SqueezeSAM's
-  with ``"family": "squeezesam"``), or a training config ``.py`` (its ``model.model_config``).
+* a config: a dict or ``.json`` file of architecture settings (EfficientSAM's keys, or SqueezeSAM's,
+  recognised by its own keys or named by ``"family": "squeezesam"``; the ``<checkpoint>.config.json``
+  a training run writes beside its weights is one), or a training config ``.py`` (its
+  ``model.model_config``).
+
+Example:
+    >>> from efficientsam_plugins import build_model, build_predictor
+    >>> model = build_model('ti', pretrained=False)             # EfficientSAM-Ti, random weights
+    >>> predictor = build_predictor('efficientsam_ti')          # released weights (downloaded once)
+    >>> predictor = build_predictor('squeezesam', 'squeeze_sam.pt', device='cuda', precision='bf16')
 """
 import json
 import os
@@ -19,10 +27,12 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import torch.nn as nn
 
 from .checkpoint import CheckpointSource, extract_state_dict, load_checkpoint, load_state_dict_strict
+from .modeling.efficient_sam import DEFAULT_CONFIG as EFFICIENT_SAM_DEFAULT_CONFIG
 from .modeling.efficient_sam import EfficientSam, build_image_encoder
 from .modeling.efficient_sam import resolve_config as resolve_efficient_sam_config
 from .modeling.mask_decoder import MaskDecoder
 from .modeling.prompt_encoder import PromptEncoder
+from .modeling.squeeze_sam import BASE_CONFIG as SQUEEZE_SAM_BASE_CONFIG
 from .modeling.squeeze_sam import SqueezeSam
 from .modeling.squeeze_sam import resolve_config as resolve_squeeze_sam_config
 from .modeling.transformer import TwoWayTransformer
@@ -30,6 +40,10 @@ from .modeling.transformer import TwoWayTransformer
 FAMILIES = ('efficientsam', 'squeezesam')
 # architecture names -> (family, config)
 ARCHITECTURES = {'ti': ('efficientsam', 'ti'), 's': ('efficientsam', 's'), 'squeezesam': ('squeezesam', 'base')}
+# the config of a zoo entry that names its family only (SqueezeSAM has one architecture)
+FAMILY_DEFAULT_CONFIGS = {'squeezesam': 'base'}
+# keys only a SqueezeSAM config has: a config dict holding one of them is SqueezeSAM's
+SQUEEZE_SAM_ONLY_KEYS = frozenset(SQUEEZE_SAM_BASE_CONFIG) - frozenset(EFFICIENT_SAM_DEFAULT_CONFIG)
 # the released checkpoint's file name, for messages that tell where real weights come from
 RELEASED_FILES = {('efficientsam', 'ti'): 'efficient_sam_vitt.pt', ('efficientsam', 's'): 'efficient_sam_vits.pt',
                   ('squeezesam', 'base'): 'squeeze_sam.pt'}
@@ -51,6 +65,13 @@ def build_efficient_sam(config: Union[str, Mapping[str, Any]] = 'ti',
             :data:`~efficientsam_plugins.modeling.efficient_sam.DEFAULT_CONFIG`.
         checkpoint: a path, a URL, a ``zoo://`` name or a loaded ``{"model": state_dict}``, loaded
             strictly (every mismatching key named); None: random weights.
+
+    Returns:
+        The :class:`~efficientsam_plugins.modeling.efficient_sam.EfficientSam`, on the CPU.
+
+    Raises:
+        ValueError: for an unknown config name or key, a value of the wrong kind, or a checkpoint
+            that does not match the architecture.
     """
     cfg = resolve_efficient_sam_config(config)
     embed_dim = cfg['neck_dims'][-1]  # the official builder's transformer_output_dim
@@ -76,6 +97,12 @@ def build_squeeze_sam(config: Union[str, Mapping[str, Any]] = 'base',
         config: ``'base'`` or a dict of the official constructor's arguments (plus
             ``negative_click_channel`` / ``previous_mask_channel``).
         checkpoint: as for :func:`build_efficient_sam`, with the official key names.
+
+    Returns:
+        The :class:`~efficientsam_plugins.modeling.squeeze_sam.SqueezeSam`, on the CPU.
+
+    Raises:
+        ValueError: as :func:`build_efficient_sam`.
     """
     return _load(SqueezeSam(**resolve_squeeze_sam_config(config)), checkpoint, 'SqueezeSAM')
 
@@ -107,29 +134,44 @@ class ModelSpec:
 
 def _zoo_models() -> Dict[str, ModelSpec]:
     from .zoo import list_entries
-    return {e.name: ModelSpec(e.name, e.arch.family, e.arch.config or ARCHITECTURES[e.arch.family][1],
+    return {e.name: ModelSpec(e.name, e.arch.family, e.arch.config or FAMILY_DEFAULT_CONFIGS[e.arch.family],
                               f'zoo://{e.name}')
-            for e in list_entries() if e.arch and e.arch.family in FAMILIES}
+            for e in list_entries() if e.arch and e.arch.family in FAMILIES
+            and (e.arch.config or e.arch.family in FAMILY_DEFAULT_CONFIGS)}
 
 
 def list_models() -> List[str]:
-    """The names :func:`build_model` knows: architectures, then zoo entries (user manifests included)."""
+    """The names :func:`build_model` knows by name (config files aside).
+
+    Returns:
+        The architectures (``'ti'``, ``'s'``, ``'squeezesam'``), then the zoo's EfficientSAM and
+        SqueezeSAM entries in alphabetical order, user manifests (``EFFICIENTSAM_ZOO_MANIFEST``) included.
+    """
     return list(ARCHITECTURES) + sorted(_zoo_models())
 
 
 def _config_spec(config: Mapping[str, Any], name: str) -> ModelSpec:
     config = dict(config)
-    family = config.pop('family', 'efficientsam')
+    family = config.pop('family', 'squeezesam' if SQUEEZE_SAM_ONLY_KEYS & set(config) else 'efficientsam')
     if family not in FAMILIES:
         raise ValueError(f'{name}: "family" must be one of {", ".join(FAMILIES)}, got {family!r}')
     return ModelSpec(name, family, config)
 
 
 def resolve_model(name: Union[str, os.PathLike, Mapping[str, Any]]) -> ModelSpec:
-    """The family, architecture and default weights of a model name (see the module docstring).
+    """The family, architecture and default weights of a model name, loading nothing.
+
+    Args:
+        name: an architecture (``'ti'``, ``'s'``, ``'squeezesam'``), a zoo entry (``'efficientsam_ti'``,
+            with or without ``zoo://``), a config dict, or the path of a config ``.json`` / training
+            config ``.py`` (see the module docstring).
+
+    Returns:
+        The :class:`ModelSpec`; its ``checkpoint`` is ``zoo://NAME`` for a zoo entry, else None.
 
     Raises:
-        ValueError: for an unknown name, listing the known ones.
+        ValueError: for an unknown name (listing the known ones), a config file that is not a
+            JSON object, or an unknown ``"family"``.
         FileNotFoundError: for a config file that does not exist.
     """
     if isinstance(name, Mapping):
@@ -175,7 +217,11 @@ def build_model(name: Union[str, os.PathLike, Mapping[str, Any]] = 'efficientsam
 
     Returns:
         :class:`~efficientsam_plugins.modeling.efficient_sam.EfficientSam` or
-        :class:`~efficientsam_plugins.modeling.squeeze_sam.SqueezeSam`.
+        :class:`~efficientsam_plugins.modeling.squeeze_sam.SqueezeSam`, on the CPU.
+
+    Raises:
+        ValueError: as :func:`resolve_model` and :func:`build_efficient_sam`.
+        efficientsam_plugins.zoo.ZooError: when a zoo entry's weights cannot be downloaded.
 
     Example:
         >>> model = build_model('ti')  # EfficientSAM-Ti, random weights
@@ -199,7 +245,16 @@ def build_predictor(name: Union[str, os.PathLike, Mapping[str, Any]] = 'efficien
         device: torch device of the model (torch only).
         precision: ``'fp32'``, ``'bf16'`` or ``'fp16'`` compute (torch only).
         pretrained: as :func:`build_model`.
-        **predictor_kwargs: e.g. ``max_queries_per_batch``.
+        **predictor_kwargs: passed to the predictor, e.g. ``max_queries_per_batch``.
+
+    Returns:
+        An :class:`~efficientsam_plugins.predictor.EfficientSamPredictor` or
+        :class:`~efficientsam_plugins.predictor.SqueezeSamPredictor` (torch), or the onnxruntime
+        predictor of the export (onnx).
+
+    Raises:
+        ValueError: for an unknown backend, or checkpoint/precision/device given with ``backend='onnx'``;
+            otherwise as :func:`build_model`.
 
     Example:
         >>> predictor = build_predictor('ti', pretrained=False)

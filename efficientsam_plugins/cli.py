@@ -154,15 +154,16 @@ def released_checkpoint(spec) -> Optional[str]:
         return None
 
 
-def load_predictor(args: argparse.Namespace, what: str = 'masks below are'):
+def load_predictor(args: argparse.Namespace, what: str = 'masks below are', **predictor_kwargs):
     """``(predictor, trained)``: the predictor the options of :func:`add_model_arguments` name, and
     whether it has trained weights; without them it says so on stderr (``WARNING: running with
-    RANDOM weights``) and runs on random ones."""
+    RANDOM weights``) and runs on random ones. ``predictor_kwargs`` go to the predictor
+    (``max_queries_per_batch``)."""
     from .build import build_predictor, resolve_model
     if args.onnx:
         if args.checkpoint or args.random_weights:
             raise ValueError('--onnx runs the exported graphs: --checkpoint/--random-weights do not apply')
-        return build_predictor(args.onnx, backend='onnx'), True
+        return build_predictor(args.onnx, backend='onnx', **predictor_kwargs), True
     spec = resolve_model(args.model)
     if not isinstance(spec.config, str) and args.checkpoint is None and not args.random_weights:
         raise ValueError('a config .json has no released weights: give --checkpoint or --random-weights')
@@ -174,5 +175,5 @@ def load_predictor(args: argparse.Namespace, what: str = 'masks below are'):
         print(f'WARNING: running with RANDOM weights, so the {what} meaningless; pass '
               f'--checkpoint {spec.released_file}{network} for real ones.', file=sys.stderr)
     predictor = build_predictor(args.model, checkpoint, device=args.device, precision=args.precision,
-                                pretrained=False)
+                                pretrained=False, **predictor_kwargs)
     return predictor, checkpoint is not None

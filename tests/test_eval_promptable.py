@@ -14,11 +14,11 @@ from conftest import COCO_MINI, COCO_ROOTS
 from efficientsam_plugins.build import build_efficient_sam
 from efficientsam_plugins.evaluation import (
     BoxFillSegmenter,
-    EfficientSamSegmenter,
     GroundTruthSegmenter,
     ImageInfo,
     Instance,
     InstanceDataset,
+    PredictorSegmenter,
     PromptBatch,
     PromptProtocol,
     Segmentation,
@@ -174,10 +174,10 @@ def test_box_prompts_and_clicks_share_one_call_each():
     assert len(recorder.calls) <= 4
 
 
-def test_efficientsam_segmenter_matches_predictor():
+def test_predictor_segmenter_matches_predictor():
     model = tiny_model()
     image = np.random.default_rng(0).integers(0, 255, (90, 130, 3), dtype=np.uint8)
-    segmenter = EfficientSamSegmenter(model, max_queries_per_batch=2)
+    segmenter = PredictorSegmenter(EfficientSamPredictor(model, max_queries_per_batch=2))
     segmenter.set_image(image, ImageInfo(1, '', 130, 90))
     boxes = np.array([[5, 5, 60, 70], [40, 10, 120, 80], [0, 0, 130, 90]], dtype=np.float32)
     points = np.array([[[20, 30], [25, 35]], [[100, 50], [90, 60]], [[65, 45], [10, 10]]], dtype=np.float32)
@@ -196,10 +196,12 @@ def test_efficientsam_segmenter_matches_predictor():
 
 @pytest.fixture(scope='module')
 def tiny_checkpoint(tmp_path_factory):
+    """The tiny model's weights and, beside them, its architecture: ``(checkpoint, config .json)``."""
     folder = tmp_path_factory.mktemp('tiny')
     path = str(folder / 'tiny.pt')
     torch.save({'model': tiny_model().state_dict()}, path)
-    return path
+    (folder / 'tiny.config.json').write_text(json.dumps(TINY))
+    return path, str(folder / 'tiny.config.json')
 
 
 def run_tool(tool, *args):
@@ -211,8 +213,9 @@ def run_tool(tool, *args):
 def test_cli_end_to_end_with_dump(tiny_checkpoint, tmp_path):
     out, dump = tmp_path / 'miou.json', tmp_path / 'masks.json'
     ann = os.path.join(COCO_MINI, 'annotations', 'instances_val2017.json')
+    checkpoint, config = tiny_checkpoint
     proc = run_tool('eval_promptable.py', '--ann-file', ann, '--img-dir', os.path.join(COCO_MINI, 'val2017'),
-                    '--config', json.dumps(TINY), '--checkpoint', tiny_checkpoint, '--prompts', 'box', '1', '3',
+                    '--model', config, '--checkpoint', checkpoint, '--prompts', 'box', '1', '3',
                     '--click-protocol', 'center', '--out', str(out), '--dump-predictions', str(dump))
     assert proc.returncode == 0, proc.stderr
     assert 'mIoU' in proc.stdout and '3_clicks' in proc.stdout
@@ -246,7 +249,8 @@ def test_cli_bad_inputs_leave_no_output(tiny_checkpoint, tmp_path):
     tool = load_tool('eval_promptable')
     ann = os.path.join(COCO_MINI, 'annotations', 'instances_val2017.json')
     out, dump = tmp_path / 'miou.json', tmp_path / 'dump.json'
-    common = ['--config', json.dumps(TINY), '--checkpoint', tiny_checkpoint, '--out', str(out),
+    checkpoint, config = tiny_checkpoint
+    common = ['--model', config, '--checkpoint', checkpoint, '--out', str(out),
               '--dump-predictions', str(dump), '--no-progress']
     with pytest.raises(FileNotFoundError, match='annotation file not found'):
         tool.main(['--ann-file', str(tmp_path / 'missing.json'), '--img-dir', str(tmp_path), *common])
@@ -259,7 +263,7 @@ def test_cli_bad_inputs_leave_no_output(tiny_checkpoint, tmp_path):
     shutil.copytree(os.path.join(COCO_MINI, 'val2017'), images)
     broken = sorted(os.listdir(images))[-1]
     (images / broken).write_bytes(b'not a jpeg at all')
-    with pytest.raises(ValueError, match=f'cannot decode image {images / broken}'):
+    with pytest.raises(ValueError, match=f'cannot read image {images / broken}'):
         tool.main(['--ann-file', ann, '--img-dir', str(images), *common])
     os.remove(images / broken)
     with pytest.raises(FileNotFoundError, match='1 image files .* are missing'):

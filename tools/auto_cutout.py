@@ -4,7 +4,7 @@
     python tools/auto_cutout.py photo.jpg --model squeezesam --checkpoint squeeze_sam.pt --out cutout.png
     python tools/auto_cutout.py photo.jpg --saliency photo_saliency.png --out cutout.png
 
-The clicks follow SqueezeSAM's rule (``efficientsam_plugins.models.squeeze_sam.salient``): the
+The clicks follow SqueezeSAM's rule (``efficientsam_plugins.cutout``): the
 map is thresholded (``--threshold``), the 8-connected blob with the largest summed saliency is
 kept, and its centre of mass plus those of its four sections (quadrants along its principal axes)
 are clicked, each snapped onto the blob. Without ``--saliency`` the map is the spectral residual
@@ -34,6 +34,7 @@ from efficientsam_plugins.cli import (  # noqa: E402  # noqa: E402
     run_tool,
 )
 from efficientsam_plugins.fileio import atomic_write, check_output_path  # noqa: E402
+from efficientsam_plugins.image_io import read_image  # noqa: E402
 
 CLICK_COLORS = ((255, 48, 48), (255, 210, 0))  # the whole blob's click, the sections' clicks
 MASK_COLOR = (0, 200, 120)
@@ -54,16 +55,6 @@ def check_image_output(flag: str, path: str, png_only: bool) -> str:
         raise ValueError(f'{flag} {path}: unknown image extension {extension or "(none)"!r}; use .png')
     check_output_path(path)
     return image_format
-
-
-def read_image(path: str) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'image not found: {path}')
-    try:
-        with Image.open(path) as opened:
-            return np.asarray(opened.convert('RGB'))
-    except OSError as err:  # PIL's UnidentifiedImageError, truncated files, unreadable files
-        raise ValueError(f'cannot read image {path}: not an image file, or a damaged one ({err})') from err
 
 
 def read_saliency(path: str) -> np.ndarray:

@@ -5,6 +5,9 @@ SqueezeSAM (fp32 and int8) beside it.
     python tools/benchmark.py --models ti --attention eager --runs 5
     python tools/benchmark.py --models ti s squeezesam --attention sdpa   # + SqueezeSAM fp32 / int8
 
+``--models`` names models as ``efficientsam_plugins.build`` does (``ti``, ``s``, ``squeezesam``, a zoo
+name, an architecture ``.json``); EfficientSAM runs on random weights, whose speed is the trained one's.
+
 Latency is the median of ``--runs`` timed runs after ``--warmup`` untimed ones, on the device
 given (CPU by default, with the torch thread count printed). The decoder is timed through
 :class:`EfficientSamPredictor` after ``set_image``: ``per extra box`` is the slope between one box
@@ -16,13 +19,13 @@ the same way (one query, then the slope up to ``--squeezesam-queries``), in fp32
 Its weights were never published, so it runs on random weights with BatchNorm statistics of the
 bundled COCO train images, or on trained ones given by ``--squeezesam-checkpoint`` (for example the
 small stand-in that configs/squeezesam/squeezesam_sa1b_int8-standin.py trains on the bundled
-images), calibrated on the same images; the int8 masks are compared with the
+images: name its architecture in ``--models``, e.g. the ``.config.json`` written beside the
+weights), calibrated on the same images; the int8 masks are compared with the
 fp32 ones (mean IoU) on the bundled val images and dogs.png, four prompts each. The last table
 adds it up: Q queries on one image cost EfficientSAM one encoder pass + Q decoder calls,
 SqueezeSAM Q passes.
 """
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -31,7 +34,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.build import build_efficient_sam, build_squeeze_sam
+from efficientsam_plugins.build import build_model, resolve_model  # noqa: E402
 from efficientsam_plugins.cli import (  # noqa: E402
     median_seconds,
     non_negative_int,
@@ -51,8 +54,8 @@ QUERY_COUNTS = (1, 4, 16, 64)
 
 
 @torch.no_grad()
-def benchmark(config: str, attention: str, args) -> dict:
-    model = build_efficient_sam(config).to(args.device)
+def benchmark(name: str, attention: str, args) -> dict:
+    model = build_model(name, pretrained=False).to(args.device)
     image = torch.rand(1, 3, model.img_size, model.img_size, device=args.device)
     predictor = EfficientSamPredictor(model, max_queries_per_batch=args.queries)
     frame = (torch.rand(3, args.image_height, args.image_width) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
@@ -71,7 +74,7 @@ def benchmark(config: str, attention: str, args) -> dict:
             with FlopCounterMode(display=False) as counter:
                 fn()
             flops.append(counter.get_total_flops())
-    return dict(model=f'EfficientSAM-{config.upper()}', attention=attention,
+    return dict(model=model_label(name), attention=attention,
                 params=sum(p.numel() for p in model.parameters()),
                 encoder_gflops=flops[0] / 1e9, decoder_gflops=flops[1] / 1e9,
                 encoder_ms=encoder_s * 1e3, first_box_ms=one_s * 1e3,
@@ -119,28 +122,25 @@ def int8_agreement(fp32, int8, images, queries: int = 4) -> dict:
                 flips=float(torch.cat(flips).float().mean()))
 
 
-def squeeze_sam_config_of(checkpoint: str):
-    """The architecture written beside a trained checkpoint (``<path>.config.json``, as the export
-    hook writes it), else ``'base'``."""
-    from efficientsam_plugins.convert import config_path_of
-    sidecar = config_path_of(checkpoint)
-    if not os.path.isfile(sidecar):
-        return 'base'
-    with open(sidecar, encoding='utf-8') as stream:
-        return json.load(stream)
+def squeeze_sam_trained(name: str, args) -> bool:
+    """Whether the SqueezeSAM benchmarked has trained weights (a checkpoint, or a zoo name's)."""
+    return bool(args.squeezesam_checkpoint or resolve_model(name).checkpoint)
+
+
+def model_label(name: str) -> str:
+    """``EfficientSAM-TI`` for ``ti`` or ``efficientsam_ti``, else the name as given."""
+    spec = resolve_model(name)
+    return f'EfficientSAM-{spec.config.upper()}' if isinstance(spec.config, str) else f'EfficientSAM {name}'
 
 
 @torch.no_grad()
-def benchmark_squeeze_sam(args) -> list:
+def benchmark_squeeze_sam(name: str, args) -> list:
     """SqueezeSAM rows, per precision: params, MACs and latency per query, int8 agreement."""
     from efficientsam_plugins.deploy.quantize import calibration_inputs, quantize_int8, recalibrate_batchnorm
     torch.manual_seed(0)
-    if args.squeezesam_checkpoint:  # trained weights: their own BatchNorm statistics
-        fp32 = build_squeeze_sam(squeeze_sam_config_of(args.squeezesam_checkpoint), args.squeezesam_checkpoint)
-        calibration = calibration_inputs(fp32, bundled_images('train2017'))
-    else:
-        fp32 = build_squeeze_sam('base')
-        calibration = calibration_inputs(fp32, bundled_images('train2017'))
+    fp32 = build_model(name, args.squeezesam_checkpoint)  # an architecture name alone: random weights
+    calibration = calibration_inputs(fp32, bundled_images('train2017'))
+    if not squeeze_sam_trained(name, args):  # trained weights keep their own BatchNorm statistics
         recalibrate_batchnorm(fp32, calibration)
     frame = (torch.rand(3, args.image_height, args.image_width) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
     box = [args.image_width * 0.2, args.image_height * 0.2, args.image_width * 0.7, args.image_height * 0.8]
@@ -158,8 +158,8 @@ def benchmark_squeeze_sam(args) -> list:
                 model = quantize_int8(fp32, calibration)
         predictor = SqueezeSamPredictor(model, max_queries_per_batch=args.squeezesam_queries)
         predictor.set_image(frame)
-        one = lambda: predictor.predict_torch(boxes=[box])  # noqa: E731
-        many = lambda: predictor.predict_torch(boxes=[box] * args.squeezesam_queries)  # noqa: E731
+        one = lambda predictor=predictor: predictor.predict_torch(boxes=[box])  # noqa: E731
+        many = lambda predictor=predictor: predictor.predict_torch(boxes=[box] * args.squeezesam_queries)  # noqa: E731
         one(), many()  # int8: compiles for both batch sizes
         one_s = median_seconds(one, args.runs, args.warmup)
         many_s = median_seconds(many, args.runs, args.warmup)
@@ -200,7 +200,8 @@ def print_comparison(efficient_sam_rows: list, squeeze_sam_rows: list) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--models', nargs='+', default=['ti', 's'], choices=['ti', 's', 'squeezesam'])
+    parser.add_argument('--models', nargs='+', default=['ti', 's'],
+                        help='ti, s, squeezesam, zoo names or architecture .json files (at most one SqueezeSAM)')
     parser.add_argument('--attention', nargs='+', default=['sdpa', 'eager'], choices=['sdpa', 'eager'],
                         help='fused scaled_dot_product_attention and/or the official explicit softmax(QK^T)V')
     parser.add_argument('--image-width', type=positive_int, default=1024, help='original image size for the predictor')
@@ -212,7 +213,7 @@ def main(argv=None) -> int:
     parser.add_argument('--precisions', nargs='+', default=['fp32', 'int8'], choices=['fp32', 'int8'],
                         help='SqueezeSAM precisions (int8: PT2E on CPU, needs torchao and a C++ compiler)')
     parser.add_argument('--squeezesam-checkpoint', metavar='PATH',
-                        help='trained SqueezeSAM weights (architecture from <PATH>.config.json, else base) '
+                        help='trained weights of the SqueezeSAM in --models (e.g. squeezesam_sa1b.config.json) '
                         'instead of the random-weight stand-in')
     parser.add_argument('--squeezesam-queries', type=positive_int, default=4,
                         help='queries per call for SqueezeSAM\'s per-extra-query slope')
@@ -225,15 +226,20 @@ def main(argv=None) -> int:
     if torch.device(args.device).type == 'cuda':  # the paper's throughput protocol (Table 8)
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from benchmark_throughput import main as throughput_main
-        models = [{'ti': 'efficientsam_ti', 's': 'efficientsam_s'}.get(m, m) for m in args.models]
-        return throughput_main(['--device', args.device, '--precision', args.precision, '--models', *models]
+        return throughput_main(['--device', args.device, '--precision', args.precision, '--models', *args.models]
                                + ['--compile'] * args.compile + ['--json', args.json] * bool(args.json))
     for flag, value in (('--queries', args.queries), ('--squeezesam-queries', args.squeezesam_queries)):
         if value < 2:
             parser.error(f'{flag} must be at least 2 (the per-extra-query slope needs two calls)')
-    if 'squeezesam' in args.models and 'int8' in args.precisions and args.device != 'cpu':
+    families = {name: resolve_model(name).family for name in args.models}
+    efficient_sam_names = [name for name in args.models if families[name] == 'efficientsam']
+    squeeze_sam_names = [name for name in args.models if families[name] == 'squeezesam']
+    if len(squeeze_sam_names) > 1:
+        parser.error(f'--models names {len(squeeze_sam_names)} SqueezeSAM models; benchmark one at a time')
+    if args.squeezesam_checkpoint and not squeeze_sam_names:
+        parser.error('--squeezesam-checkpoint needs a SqueezeSAM in --models (its architecture)')
+    if squeeze_sam_names and 'int8' in args.precisions and args.device != 'cpu':
         parser.error('int8 SqueezeSAM runs on the CPU only (use --device cpu or --precisions fp32)')
-    efficient_sam_configs = [m for m in args.models if m != 'squeezesam']
 
     print(f'torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, '
           f'median of {args.runs} runs after {args.warmup} warm-up')
@@ -242,23 +248,24 @@ def main(argv=None) -> int:
     print(header)
     print('|' + '---|' * header.count(' | ') + '---|')
     rows = []
-    for config in efficient_sam_configs:
+    for name in efficient_sam_names:
         for attention in args.attention:
-            rows.append(r := benchmark(config, attention, args))
+            rows.append(r := benchmark(name, attention, args))
             print(f"| {r['model']} | {r['attention']} | {r['params']:,} | {r['encoder_gflops']:.1f} | "
                   f"{r['decoder_gflops']:.2f} | {r['encoder_ms']:.0f} | {r['first_box_ms']:.1f} | "
                   f"{r['extra_box_ms']:.1f} |", flush=True)
-    for config in efficient_sam_configs:
-        by_attention = {r['attention']: r for r in rows if r['model'].endswith(config.upper())}
+    for name in efficient_sam_names:
+        by_attention = {r['attention']: r for r in rows if r['model'] == model_label(name)}
         if {'sdpa', 'eager'} <= set(by_attention):
             speedup = by_attention['eager']['encoder_ms'] / by_attention['sdpa']['encoder_ms']
-            print(f'EfficientSAM-{config.upper()}: encoder {speedup:.2f}x faster with fused attention')
-    squeeze_sam_rows = benchmark_squeeze_sam(args) if 'squeezesam' in args.models else []
+            print(f'{model_label(name)}: encoder {speedup:.2f}x faster with fused attention')
+    squeeze_sam_rows = benchmark_squeeze_sam(squeeze_sam_names[0], args) if squeeze_sam_names else []
     if squeeze_sam_rows:
         print_comparison(rows, squeeze_sam_rows)
     if args.json:
-        weights = ('SqueezeSAM: the trained weights of --squeezesam-checkpoint' if args.squeezesam_checkpoint
-                   else 'SqueezeSAM: random weights, BatchNorm statistics of the bundled train images')
+        trained = squeeze_sam_names and squeeze_sam_trained(squeeze_sam_names[0], args)
+        weights = (f'SqueezeSAM: the trained weights of {args.squeezesam_checkpoint or squeeze_sam_names[0]}'
+                   if trained else 'SqueezeSAM: random weights, BatchNorm statistics of the bundled train images')
         write_benchmark_json(args.json, 'tools/benchmark.py', argv, rows + squeeze_sam_rows,
                              notes=f'EfficientSAM on random weights (speed does not depend on them); {weights}. '
                              f'Median of {args.runs} runs after {args.warmup} warm-up; per extra box/query: '

@@ -5,6 +5,9 @@ image, 1024x1024 input (SqueezeSAM: its 512x512 input), at batch 1 and at the be
     python tools/benchmark_throughput.py --device cuda --precision bf16 --compile
     python tools/benchmark_throughput.py --device cpu --tiny              # a functional check in seconds
 
+``--models`` names models as ``efficientsam_plugins.build`` does (default: efficientsam_ti,
+efficientsam_s, squeezesam; any architecture, zoo name or architecture ``.json``).
+
 EfficientSAM-Ti/S run ``get_image_embeddings`` + ``predict_masks`` (3 masks, low-resolution logits,
 as the paper's decoder outputs them); SqueezeSAM runs its ``forward`` (the whole network, since its
 prompt is fused into the input) without upsampling either. Random weights: the speed does not depend
@@ -25,10 +28,7 @@ from typing import Callable, List
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from efficientsam_plugins.build import (
-    build_efficient_sam,  # noqa: E402
-    build_squeeze_sam,  # noqa: E402
-)
+from efficientsam_plugins.build import build_model, resolve_model  # noqa: E402
 from efficientsam_plugins.cli import (  # noqa: E402
     median_seconds,
     non_negative_int,
@@ -37,28 +37,39 @@ from efficientsam_plugins.cli import (  # noqa: E402
     torch_device,
     write_benchmark_json,
 )
-from efficientsam_plugins.modeling.efficient_sam import resolve_config
+from efficientsam_plugins.modeling.efficient_sam import resolve_config as efficient_sam_config  # noqa: E402
+from efficientsam_plugins.modeling.squeeze_sam import SqueezeSam  # noqa: E402
+from efficientsam_plugins.modeling.squeeze_sam import resolve_config as squeeze_sam_config  # noqa: E402
 
-MODELS = ('efficientsam_ti', 'efficientsam_s', 'squeezesam')
-# The paper's Table 8 (one A100): images/s; SqueezeSAM is not in it.
-PAPER_A100 = {'efficientsam_ti': 54.0, 'efficientsam_s': 47.0}
+DEFAULT_MODELS = ('efficientsam_ti', 'efficientsam_s', 'squeezesam')
+# The paper's Table 8 (one A100): images/s by (family, config); SqueezeSAM is not in it.
+PAPER_A100 = {('efficientsam', 'ti'): 54.0, ('efficientsam', 's'): 47.0}
+# --tiny: each family's full config and its input-size key
+TINY_INPUT = {'efficientsam': (efficient_sam_config, 'img_size'),
+              'squeezesam': (squeeze_sam_config, 'encoder_image_size')}
 TINY_SIZE = 256
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
 def build(name: str, tiny: bool, device: str) -> torch.nn.Module:
-    if name == 'squeezesam':
-        model = build_squeeze_sam({'encoder_image_size': TINY_SIZE} if tiny else 'base')
-    else:
-        config = resolve_config(name.rsplit('_', 1)[1])
-        model = build_efficient_sam(dict(config, img_size=TINY_SIZE) if tiny else config)
-    return model.to(device).eval()
+    """The model ``name`` on random weights (the speed does not depend on them); ``tiny``: at 256x256."""
+    if not tiny:
+        return build_model(name, pretrained=False).to(device)
+    spec = resolve_model(name)
+    full_config, size_key = TINY_INPUT[spec.family]
+    return build_model(dict(full_config(spec.config), family=spec.family, **{size_key: TINY_SIZE})).to(device)
 
 
-def step_function(name: str, model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple]:
+def paper_images_per_s(name: str):
+    """The paper's A100 figure of the architecture ``name`` names, or None."""
+    spec = resolve_model(name)
+    return PAPER_A100.get((spec.family, spec.config)) if isinstance(spec.config, str) else None
+
+
+def step_function(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple]:
     """The timed call: images ``[B, 3, S, S]``, one box each as ``[B, 1, 2, 2]`` corners with labels 2, 3."""
     size = model.img_size
-    if name == 'squeezesam':
+    if isinstance(model, SqueezeSam):
         return lambda images, boxes, labels: model(images, boxes, labels, scale_to_original_image_size=False)
     return lambda images, boxes, labels: model.predict_masks(model.get_image_embeddings(images), boxes, labels,
                                                              True, size, size)
@@ -81,9 +92,10 @@ def peak_memory(device: str) -> int:
 def measure(name: str, model: torch.nn.Module, batch: int, args, compile_step: bool = False) -> dict:
     size = model.img_size
     images = torch.rand(batch, 3, size, size, device=args.device)
-    boxes = torch.tensor([[size * 0.2, size * 0.25], [size * 0.7, size * 0.8]], device=args.device).expand(batch, 1, 2, 2)
+    corners = [[size * 0.2, size * 0.25], [size * 0.7, size * 0.8]]
+    boxes = torch.tensor(corners, device=args.device).expand(batch, 1, 2, 2)
     labels = torch.tensor([2.0, 3.0], device=args.device).expand(batch, 1, 2)
-    step = step_function(name, model)
+    step = step_function(model)
     if compile_step:
         torch._dynamo.reset()  # one compilation per batch size, never the recompilation limit's eager fallback
         step = torch.compile(step)
@@ -132,7 +144,8 @@ def sweep(name: str, args) -> List[dict]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
+    parser.add_argument('--models', nargs='+', default=list(DEFAULT_MODELS),
+                        help='model names (see efficientsam_plugins.build; default: %(default)s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', type=torch_device)
     parser.add_argument('--precision', choices=list(DTYPES), default='fp32', help='autocast dtype (fp32: none)')
     parser.add_argument('--compile', action='store_true', help='torch.compile each model call')
@@ -144,6 +157,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if torch.device(args.device).type == 'cpu' and args.precision == 'fp16':
         parser.error('--precision fp16 needs a CUDA device (CPU autocast: bf16)')
+    for model in args.models:  # an unknown name fails before any work
+        resolve_model(model)
 
     name = torch.cuda.get_device_name(args.device) if torch.device(args.device).type == 'cuda' else (
         f'CPU, {torch.get_num_threads()} threads')
@@ -155,7 +170,7 @@ def main(argv=None) -> int:
     print(f'| model | input | batch | images/s | ms per batch | {memory} (GiB) | paper A100 images/s |\n'
           '|---|---:|---|---:|---:|---:|---:|')
     for row in rows:
-        paper = PAPER_A100.get(row['model'])
+        paper = paper_images_per_s(row['model'])
         versus = f'{paper:.0f} ({row["images_per_s"] / paper:.1f}x)' if paper and not args.tiny else '-'
         print(f'| {row["model"]} | {row["input"]} | {row["batch"]} ({row["kind"]}) | {row["images_per_s"]:.1f} | '
               f'{row["seconds"] * 1e3:.1f} | {row["peak_memory"] / 2 ** 30:.2f} | {versus} |')

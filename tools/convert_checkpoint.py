@@ -3,15 +3,16 @@
     python tools/convert_checkpoint.py backbone efficient_sam_vitt.pt vitt_mmdet.pth --target mmdet
     python tools/convert_checkpoint.py backbone zoo://efficientsam_ti vitt_d2.pth --target detectron2
     python tools/convert_checkpoint.py backbone work_dirs/sami/epoch_400.pth sami_vit.pth --target vit
-    python tools/convert_checkpoint.py official work_dirs/finetune/iter_1000.pth efficient_sam_ft.pt --config ti
+    python tools/convert_checkpoint.py official work_dirs/finetune/iter_1000.pth efficient_sam_ft.pt --model ti
 
 ``backbone`` keeps only the ViT (from an official EfficientSAM, a SAMI pretraining, an mm* or a
 detectron2 checkpoint, or MAE/timm) under the target's prefix: ``backbone.`` in ``state_dict`` for
 mmdet / mmseg / mmpretrain, ``backbone.net.`` in ``model`` for detectron2, plain names for vit.
 ``official`` writes an EfficientSAM trained with this package (e.g. an mmengine finetuning
 checkpoint) in the official ``{"model": ...}`` layout that ``build_efficient_sam`` and the official
-code load; ``--config`` (``ti``, ``s``, a JSON object or file of architecture overrides, or a
-finetuning config ``.py``) loads the result back strictly and writes ``<output>.config.json``.
+code load; ``--model`` (an EfficientSAM as ``efficientsam_plugins.build`` names it: ``ti``, ``s``,
+a zoo name, an architecture ``.json`` or a finetuning config ``.py``) loads the result back
+strictly into that architecture and writes ``<output>.config.json``.
 Outputs are written atomically.
 """
 import argparse
@@ -33,12 +34,16 @@ def main(argv=None) -> int:
     official = sub.add_parser('official', help='EfficientSAM in the official layout')
     official.add_argument('source', help='path, URL or zoo://NAME')
     official.add_argument('output')
-    official.add_argument('--config', help='architecture to verify against: ti, s, JSON, or a finetuning config .py')
+    official.add_argument('--model', help='EfficientSAM architecture to verify against: ti, s, a zoo name, '
+                          'an architecture .json or a finetuning config .py')
     args = parser.parse_args(argv)
     config = None
-    if args.command == 'official' and args.config:
-        from efficientsam_plugins.evaluation.segmenters import parse_model_config
-        config = parse_model_config(args.config)
+    if args.command == 'official' and args.model:
+        from efficientsam_plugins.build import resolve_model
+        spec = resolve_model(args.model)
+        if spec.family != 'efficientsam':
+            raise ValueError(f'--model {args.model} is a {spec.family} model; the official layout is EfficientSAM\'s')
+        config = spec.config
     count = convert_checkpoint(args.source, args.output, getattr(args, 'target', 'official'), config)
     print(f'wrote {args.output} ({count} tensors' + (', verified against the config)' if config else ')'))
     return 0

@@ -8,12 +8,18 @@ centre); ``--click-protocol`` / ``--later-clicks`` override either half (see
 efficientsam_plugins/evaluation/clicks.py). The mask with the highest predicted IoU is scored.
 
     python tools/eval_promptable.py --ann-file data/coco/annotations/instances_val2017.json \
-        --img-dir data/coco/val2017 --config ti --checkpoint efficientsam_ti \
+        --img-dir data/coco/val2017 --model efficientsam_ti \
         --prompts box 1 3 --protocol paper --out miou.json --dump-predictions masks.json
 
     python tools/eval_promptable.py --model squeezesam --checkpoint squeeze_sam.pt \
         --ann-file data/coco/annotations/instances_val2017_lvis.json --img-dir data/coco/val2017 \
         --prompts box 1 3 --protocol sam
+
+The model is named as everywhere (``efficientsam_plugins.build``): ``--model`` ``ti`` / ``s`` /
+``squeezesam``, a zoo name (``efficientsam_ti``) or an architecture ``.json`` (e.g. the
+``.config.json`` a training run writes beside its ``--checkpoint``); ``--onnx DIR`` evaluates the
+graphs of tools/export_onnx.py. Without trained weights (``--random-weights``, or none to be had)
+it says plainly that the numbers are meaningless.
 
 (``instances_val2017_lvis.json``: COCO masks upgraded with LVIS ones by tools/merge_lvis_masks.py,
 the SqueezeSAM blog's protocol.) Prints the protocol and a table of mIoU (%) overall and per COCO
@@ -27,24 +33,22 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
-from efficientsam_plugins.cli import non_negative_int, positive_int, run_tool, torch_device  # noqa: E402
+from efficientsam_plugins.cli import (  # noqa: E402
+    add_model_arguments,
+    load_predictor,
+    non_negative_int,
+    positive_int,
+    run_tool,
+)
 from efficientsam_plugins.evaluation import (  # noqa: E402
-    EfficientSamSegmenter,
     InstanceDataset,
+    PredictorSegmenter,
     PromptProtocol,
-    atomic_write_json,
     evaluate_dataset,
     format_table,
-    load_efficient_sam,
 )
 from efficientsam_plugins.evaluation.clicks import CLICK_PRESETS, CLICK_PROTOCOLS, LATER_CLICK_PROTOCOLS  # noqa: E402
-from efficientsam_plugins.evaluation.segmenters import SqueezeSamSegmenter, load_squeeze_sam  # noqa: E402
-from efficientsam_plugins.fileio import check_output_path  # noqa: E402
-
-# --model: (loader of CLI strings, segmenter, default config, default queries per call)
-MODELS = dict(efficientsam=(lambda config, checkpoint, device: load_efficient_sam(config or 'ti', checkpoint, device),
-                            EfficientSamSegmenter, 'ti', 64),
-              squeezesam=(load_squeeze_sam, SqueezeSamSegmenter, 'base', 8))
+from efficientsam_plugins.fileio import atomic_write_json, check_output_path  # noqa: E402
 
 
 def parse_prompts(spec):
@@ -60,11 +64,7 @@ def parse_args(argv=None):
     parser.add_argument('--ann-file', required=True, help='COCO/LVIS instances JSON')
     parser.add_argument('--img-dir', required=True, help='folder of the images')
     parser.add_argument('--format', default='auto', choices=['auto', 'coco', 'lvis'])
-    parser.add_argument('--model', default='efficientsam', choices=sorted(MODELS),
-                        help='efficientsam (default) or squeezesam')
-    parser.add_argument('--config', help='EfficientSAM: ti (default), s; SqueezeSAM: base (default); or a JSON '
-                        'object of overrides, or a .json file')
-    parser.add_argument('--checkpoint', help='checkpoint path or zoo name (efficientsam_ti, efficientsam_s)')
+    add_model_arguments(parser)
     parser.add_argument('--prompts', nargs='+', default=['box', '1', '3'],
                         help='"box" and/or click counts (default: box 1 3)')
     parser.add_argument('--protocol', default='paper', choices=sorted(CLICK_PRESETS),
@@ -79,7 +79,6 @@ def parse_args(argv=None):
                         help='error clicks on false positives are negative: auto = where the model has the '
                              'negative-click input')
     parser.add_argument('--seed', type=non_negative_int, default=0, help='seed of the random clicks')
-    parser.add_argument('--device', default='cpu', type=torch_device)
     parser.add_argument('--max-images', type=positive_int, help='evaluate only the first N images (by id)')
     parser.add_argument('--max-queries-per-batch', type=positive_int,
                         help='queries per model call (default: EfficientSAM 64, SqueezeSAM 8: its '
@@ -101,11 +100,9 @@ def main(argv=None) -> int:
         if path:
             check_output_path(path)
     dataset = InstanceDataset(args.ann_file, args.img_dir, args.format)
-    if args.checkpoint is None:
-        print('warning: no --checkpoint, evaluating randomly initialised weights', file=sys.stderr)
-    load, segmenter_class, default_config, default_batch = MODELS[args.model]
-    model = load(args.config, args.checkpoint, args.device)
-    segmenter = segmenter_class(model, args.max_queries_per_batch or default_batch)
+    batch = {'max_queries_per_batch': args.max_queries_per_batch} if args.max_queries_per_batch else {}
+    predictor, trained = load_predictor(args, 'mIoU figures below are', **batch)
+    segmenter = PredictorSegmenter(predictor)
     image_ids = dataset.image_ids[:args.max_images] if args.max_images else None
     start = time.perf_counter()
     result = evaluate_dataset(dataset, segmenter, protocol, image_ids,
@@ -114,8 +111,11 @@ def main(argv=None) -> int:
     print(format_table(result.summary, result.protocol))
     print(f'{result.num_images} images in {seconds:.1f}s; {len(result.empty_annotation_ids)} '
           f'non-crowd annotations with an empty mask were skipped')
-    settings = dict(ann_file=args.ann_file, img_dir=args.img_dir, format=dataset.format, model=args.model,
-                    config=args.config or default_config, checkpoint=args.checkpoint, prompts=protocol.prompt_names,
+    if not trained:
+        print('(random weights: the mIoU figures above are meaningless)')
+    settings = dict(ann_file=args.ann_file, img_dir=args.img_dir, format=dataset.format,
+                    model=args.onnx or args.model, backend='onnx' if args.onnx else 'torch',
+                    checkpoint=args.checkpoint, trained=trained, prompts=protocol.prompt_names,
                     **result.protocol.settings(), num_images=result.num_images)
     if args.dump_predictions:
         atomic_write_json(args.dump_predictions, dict(settings=settings, predictions=result.records))
