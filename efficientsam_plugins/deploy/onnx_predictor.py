@@ -1,17 +1,17 @@
 """Exported graphs behind the common predictor interface, run by onnxruntime.
 
-Prompts are validated, chunked and upsampled by :class:`~efficientsam_plugins.models.predictor.Predictor`
+Prompts are validated, chunked and upsampled by :class:`~efficientsam_plugins.predictor.Predictor`
 exactly as for the PyTorch models, so the evaluation tools, the demo and the everything generator
-take these predictors unchanged.
+take these predictors unchanged. EfficientSAM runs the default export's ``encoder.onnx`` and
+``decoder_heads.onnx`` (the official ``decoder.onnx`` beside them is for the clients).
 """
-import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..predictor import Predictor
-from .onnx_export import read_manifest, require_export_extra
+from .onnx_export import check_export, require_export_extra
 
 
 def _session(model: Any, num_threads: Optional[int], providers: Optional[Sequence[str]]):
@@ -37,8 +37,8 @@ def _without_outputs(path: str, dropped: Sequence[str]) -> bytes:
 
 
 class OnnxEfficientSamPredictor(Predictor):
-    """EfficientSAM's encoder and decoder graphs (written by
-    :func:`~efficientsam_plugins.deploy.onnx_export.export_efficient_sam`).
+    """EfficientSAM's encoder and prompt-decoder graphs (``encoder.onnx`` and ``decoder_heads.onnx``
+    of :func:`~efficientsam_plugins.deploy.onnx_export.export_onnx`'s default contract).
 
     ``set_image`` runs the encoder once; each chunk of queries is one decoder call with every
     query and point axis dynamic."""
@@ -52,7 +52,7 @@ class OnnxEfficientSamPredictor(Predictor):
         self.max_points_per_query = max_points_per_query
         self.supports_negative_points = negative_points
         self.encoder = _session(encoder_path, num_threads, providers)
-        self.decoder = _session(_without_outputs(decoder_path, ['output_masks']), num_threads, providers)
+        self.decoder = _session(decoder_path, num_threads, providers)
         self.image_embeddings: Optional[np.ndarray] = None
 
     def reset_image(self) -> None:
@@ -73,10 +73,10 @@ class OnnxEfficientSamPredictor(Predictor):
 
 
 class OnnxSqueezeSamPredictor(Predictor):
-    """SqueezeSAM's one graph (written by :func:`~efficientsam_plugins.deploy.onnx_export.export_squeeze_sam`):
+    """SqueezeSAM's one graph (written by :func:`~efficientsam_plugins.deploy.onnx_export.export_onnx`):
     the prompts are fused into the input, so every chunk of queries runs the whole graph on the
     image kept by ``set_image``. ``multimask_output=False`` returns the candidate with the highest
-    predicted IoU, as :class:`~efficientsam_plugins.models.squeeze_sam.SqueezeSamPredictor` does."""
+    predicted IoU, as :class:`~efficientsam_plugins.predictor.SqueezeSamPredictor` does."""
 
     model_name = 'SqueezeSAM (ONNX)'
 
@@ -106,20 +106,16 @@ class OnnxSqueezeSamPredictor(Predictor):
 
 
 def load_onnx_predictor(directory: str, int8: bool = False, **kwargs) -> Predictor:
-    """The predictor of an export folder written by ``tools/export_onnx.py``; ``int8`` uses its
-    quantized graphs (exported with ``--quantize int8``). ``kwargs`` go to the predictor
-    (``max_queries_per_batch``, ``num_threads``, ``providers``)."""
-    manifest = read_manifest(directory)
-    graphs: Dict[str, str] = manifest['int8_graphs'] if int8 else manifest['graphs']
-    if not graphs:
-        raise ValueError(f'{directory} has no int8 graphs: export with --quantize int8')
-    paths = {name: os.path.join(directory, file) for name, file in graphs.items()}
-    missing = sorted(path for path in paths.values() if not os.path.isfile(path))
-    if missing:
-        raise FileNotFoundError(f'ONNX export {directory} is incomplete: missing {", ".join(missing)}')
+    """The predictor of an export folder written by ``tools/export_onnx.py`` (its default contract);
+    ``int8`` uses its quantized graphs (exported with ``--quantize int8``). The graphs are checked
+    against ``export.json`` first (:func:`~efficientsam_plugins.deploy.onnx_export.check_export`).
+    ``kwargs`` go to the predictor (``max_queries_per_batch``, ``num_threads``, ``providers``)."""
+    manifest, paths = check_export(directory, int8)
+    if manifest['contract'] == 'sam':
+        raise ValueError(f'{directory} holds the SAM-contract graphs for AnyLabeling / X-AnyLabeling (load '
+                         f'{manifest["tool_config"]} there); the onnxruntime predictor runs the default export: '
+                         f'tools/export_onnx.py without --contract')
     if manifest['model'] == 'efficientsam':
-        return OnnxEfficientSamPredictor(paths['encoder'], paths['decoder'], manifest['max_points_per_query'],
+        return OnnxEfficientSamPredictor(paths['encoder'], paths['decoder_heads'], manifest['max_points_per_query'],
                                          manifest['negative_points'], **kwargs)
-    if manifest['model'] == 'squeezesam':
-        return OnnxSqueezeSamPredictor(paths['model'], manifest['negative_points'], **kwargs)
-    raise ValueError(f'{directory}: unknown exported model {manifest["model"]!r}')
+    return OnnxSqueezeSamPredictor(paths['model'], manifest['negative_points'], **kwargs)
