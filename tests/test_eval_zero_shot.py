@@ -151,13 +151,14 @@ def test_cli_end_to_end_and_bad_input(tmp_path):
     model = build_efficient_sam(TINY)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.2)
-    checkpoint = str(tmp_path / 'tiny.pt')
+    checkpoint, config = str(tmp_path / 'tiny.pt'), tmp_path / 'tiny.json'
     torch.save({'model': model.state_dict()}, checkpoint)
+    config.write_text(json.dumps(TINY))
     ann_file = os.path.join(COCO_MINI, 'annotations', 'instances_val2017.json')
     dets = tmp_path / 'dets.json'
     ground_truth_detections(ann_file, dets)
     out, metrics_out = tmp_path / 'segm.json', tmp_path / 'ap.json'
-    args = ['--ann-file', ann_file, '--img-dir', os.path.join(COCO_MINI, 'val2017'), '--config', json.dumps(TINY),
+    args = ['--ann-file', ann_file, '--img-dir', os.path.join(COCO_MINI, 'val2017'), '--model', str(config),
             '--checkpoint', checkpoint, '--out', str(out), '--metrics-out', str(metrics_out), '--no-progress']
     tool = load_tool('eval_zero_shot')
     assert tool.main(['--detections', str(dets), *args]) == 0
@@ -178,4 +179,4 @@ def test_cli_end_to_end_and_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match='detections file not found'):
         tool.main(['--detections', str(tmp_path / 'none.json'), *args])
     assert not out.exists() and not metrics_out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['dets.json', 'tiny.pt']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['dets.json', 'tiny.json', 'tiny.pt']

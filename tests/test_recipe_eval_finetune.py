@@ -176,7 +176,7 @@ def test_tool_prints_and_records_the_protocol(negative_checkpoint, tmp_path, cap
     tool = load_tool('eval_promptable')
     common = ['--ann-file', os.path.join(COCO_MINI, 'annotations', 'instances_val2017.json'),
               '--img-dir', os.path.join(COCO_MINI, 'val2017'), '--checkpoint', negative_checkpoint,
-              '--config', negative_checkpoint.replace('.pt', '.config.json'), '--max-images', '1',
+              '--model', negative_checkpoint.replace('.pt', '.config.json'), '--max-images', '1',
               '--prompts', '1', '3', '--no-progress']
     assert tool.main([*common, '--out', str(tmp_path / 'paper.json')]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith('click protocol paper: first click random')
@@ -211,7 +211,8 @@ def test_negative_click_embedding_is_optional_and_keeps_released_keys():
     assert np.isfinite(iou_negative).all() and not np.allclose(low_negative, low_positive)
     with torch.no_grad():  # the negative label adds exactly its own embedding
         coords = torch.tensor([[[10.0, 10.0]]])
-        delta = negative.prompt_encoder(coords, torch.zeros(1, 1)) - negative.prompt_encoder(coords, torch.full((1, 1), 5.0))
+        delta = (negative.prompt_encoder(coords, torch.zeros(1, 1))
+                 - negative.prompt_encoder(coords, torch.full((1, 1), 5.0)))
     torch.testing.assert_close(delta[0, 0], negative.prompt_encoder.negative_point_embeddings.weight[0])
 
 

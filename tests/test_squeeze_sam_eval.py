@@ -44,14 +44,15 @@ def single_thread():
 @pytest.mark.parametrize('protocol', ['paper', 'sam'])
 def test_eval_promptable_squeezesam(tiny_config, tmp_path, protocol, single_thread):
     out, dump = tmp_path / 'miou.json', tmp_path / 'masks.json'
-    checkpoint = os.path.join(SQUEEZESAM_TINY, 'state_dict.pt')
+    checkpoint, config = os.path.join(SQUEEZESAM_TINY, 'state_dict.pt'), tmp_path / 'squeezesam_tiny.json'
+    config.write_text(json.dumps(tiny_config))  # SqueezeSAM's keys: the registry knows the family
     status = load_tool('eval_promptable').main([
-        '--model', 'squeezesam', '--config', json.dumps(tiny_config), '--checkpoint', checkpoint,
+        '--model', str(config), '--checkpoint', checkpoint,
         '--ann-file', ANN_FILE, '--img-dir', IMG_DIR, '--max-images', '2', '--prompts', 'box', '1', '3',
         '--protocol', protocol, '--out', str(out), '--dump-predictions', str(dump), '--no-progress'])
     assert status == 0
     result = json.loads(out.read_text())
-    assert result['settings']['model'] == 'squeezesam' and result['settings']['click_protocol'] == (
+    assert result['settings']['model'] == str(config) and result['settings']['click_protocol'] == (
         'random' if protocol == 'paper' else 'center')
     assert set(result['summary']) == {'box', '1_click', '3_clicks'}
     predictions = json.loads(dump.read_text())['predictions']
@@ -71,17 +72,21 @@ def test_eval_promptable_squeezesam(tiny_config, tmp_path, protocol, single_thre
         assert (mask_api.decode(rle).astype(bool) == masks[0, 0]).mean() > 0.999
 
 
-def test_squeezesam_model_option_errors(tiny_config, tmp_path):
-    from efficientsam_plugins.evaluation.segmenters import load_squeeze_sam
-    with pytest.raises(ValueError, match="unknown SqueezeSAM config 'ti'"):
-        load_squeeze_sam('ti')
+def test_squeezesam_model_option_errors(tiny_config, tmp_path, monkeypatch):
+    tool = load_tool('eval_promptable')
+    data = ['--ann-file', ANN_FILE, '--img-dir', IMG_DIR, '--no-progress']
     manifest = tmp_path / 'manifest.json'
     manifest.write_text(json.dumps([{'name': 'my_squeezesam', 'filename': 'squeeze_sam.pt', 'urls': [
         'file:///nowhere/squeeze_sam.pt'], 'arch': {'family': 'squeezesam', 'config': 'base'}}]))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv('EFFICIENTSAM_ZOO_MANIFEST', str(manifest))
-        with pytest.raises(ValueError, match='zoo entry my_squeezesam defines its architecture'):
-            load_squeeze_sam(json.dumps(tiny_config), 'my_squeezesam')
+    monkeypatch.setenv('EFFICIENTSAM_ZOO_MANIFEST', str(manifest))
+    with pytest.raises(ValueError, match="unknown model 'squeezesam_base': expected one of .*, my_squeezesam"):
+        tool.main(['--model', 'squeezesam_base', *data])
+    mixed = tmp_path / 'mixed.json'
+    mixed.write_text(json.dumps({**tiny_config, 'img_size': 128}))  # an EfficientSAM key in a SqueezeSAM config
+    with pytest.raises(ValueError, match=r"unknown SqueezeSAM config keys \['img_size'\]"):
+        tool.main(['--model', str(mixed), '--random-weights', *data])
+    with pytest.raises(ValueError, match='a config .json has no released weights'):
+        tool.main(['--model', str(mixed), *data])
 
 
 def polygon(x1, y1, x2, y2):
