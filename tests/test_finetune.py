@@ -181,7 +181,7 @@ def test_reader_errors(tmp_path):
         SA1BDataset(data_root=folder)
     with open(os.path.join(folder, 'sa_1.jpg'), 'wb') as f:
         f.write(b'\x00broken')
-    with pytest.raises(ValueError, match='cannot decode image .*sa_1.jpg'):
+    with pytest.raises(ValueError, match='cannot read image .*sa_1.jpg'):
         SA1BDataset(data_root=folder, img_size=64)[0]
 
 

@@ -25,6 +25,7 @@ from efficientsam_plugins.cli import (  # noqa: E402
     load_predictor,
     run_tool,  # noqa: E402
 )
+from efficientsam_plugins.image_io import read_image  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 DEFAULT_IMAGE = os.path.join(REPO, 'data', 'coco_mini', 'val2017', '000000002149.jpg')
@@ -60,11 +61,7 @@ def main(argv=None) -> int:
     if not os.path.isfile(args.image):
         raise FileNotFoundError(f'image not found: {args.image}')
     check_output(args.output)
-    try:
-        with Image.open(args.image) as opened:
-            image = np.asarray(opened.convert('RGB'))
-    except OSError as err:  # PIL's UnidentifiedImageError, truncated files, unreadable files
-        raise ValueError(f'cannot read image {args.image}: not an image file, or a damaged one ({err})') from err
+    image = read_image(args.image)  # upright (EXIF), 8-bit RGB, alpha composited on white
     default_image = os.path.abspath(args.image) == os.path.abspath(DEFAULT_IMAGE)
     box = args.box or (DEFAULT_BOX if default_image else None)
     point = args.point or (DEFAULT_POINT if default_image else None)

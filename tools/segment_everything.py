@@ -30,6 +30,7 @@ from efficientsam_plugins.cli import (  # noqa: E402  # noqa: E402
     run_tool,
 )
 from efficientsam_plugins.fileio import atomic_write_json, check_output_path  # noqa: E402
+from efficientsam_plugins.image_io import read_image  # noqa: E402
 
 
 def read_boxes(path: str) -> np.ndarray:
@@ -101,11 +102,7 @@ def main(argv=None) -> int:
     if args.overlay:
         check_image_output(args.overlay)
     boxes = read_boxes(args.boxes) if args.boxes else None
-    try:
-        with Image.open(args.image) as opened:
-            image = np.asarray(opened.convert('RGB'))
-    except OSError as err:
-        raise ValueError(f'cannot read image {args.image}: not an image file, or a damaged one ({err})') from err
+    image = read_image(args.image)  # upright (EXIF), 8-bit RGB, alpha composited on white
 
     from efficientsam_plugins.automatic_mask_generator import AutomaticMaskGenerator
     predictor, trained = load_predictor(args)

@@ -68,15 +68,10 @@ def coco_index(data: Any, what: str):
 
 
 def load_rgb_image(path: str, expected_hw: Optional[Sequence[int]] = None) -> np.ndarray:
-    """An image file as uint8 ``HxWx3`` RGB, checked against the annotation's size."""
-    from PIL import Image, UnidentifiedImageError
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'image not found: {path}')
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert('RGB'))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f'cannot decode image {path}: {err}') from err
+    """An image file as uint8 ``HxWx3`` RGB as displayed (:func:`~efficientsam_plugins.image_io.read_image`:
+    EXIF orientation applied, 16-bit scaled, alpha on white), checked against the annotation's size."""
+    from ..image_io import read_image
+    array = read_image(path)
     if expected_hw is not None and tuple(array.shape[:2]) != tuple(expected_hw):
         raise ValueError(f'image {path} is {array.shape[1]}x{array.shape[0]} but its annotation says '
                          f'{expected_hw[1]}x{expected_hw[0]}')
