@@ -67,18 +67,15 @@ def test_readme_stays_short():
 
 @pytest.fixture(scope='module')
 def offline_zoo(tmp_path_factory):
-    """Environment in which the zoo names of EfficientSAM-Ti/S resolve to seeded random weights."""
+    """Environment in which the zoo name ``efficientsam_ti`` resolves to seeded random weights."""
     import torch
     home = tmp_path_factory.mktemp('zoo')
-    entries = []
-    for config, name in (('ti', 'efficientsam_ti'), ('s', 'efficientsam_s')):
-        filename = f'random_{name}.pt'
-        torch.save({'model': official_state_dict(config)}, home / filename)
-        entries.append(dict(name=name, filename=filename, urls=[f'https://example.invalid/{filename}'],
-                            arch=dict(family='efficientsam', config=config),
-                            description='seeded random weights for tests/test_docs.py'))
+    torch.save({'model': official_state_dict('ti')}, home / 'random_efficientsam_ti.pt')
     manifest = home / 'manifest.json'
-    manifest.write_text(json.dumps(entries), encoding='utf-8')
+    manifest.write_text(json.dumps([dict(
+        name='efficientsam_ti', filename='random_efficientsam_ti.pt', arch=dict(family='efficientsam', config='ti'),
+        urls=['https://example.invalid/random_efficientsam_ti.pt'],
+        description='seeded random weights for tests/test_docs.py')]), encoding='utf-8')
     return dict(os.environ, EFFICIENTSAM_HOME=str(home), EFFICIENTSAM_OFFLINE='1',
                 EFFICIENTSAM_ZOO_MANIFEST=str(manifest), PYTHONPATH=REPO_ROOT)
 
