@@ -69,7 +69,8 @@ CASES = [  # run as a user would: a fresh interpreter per case; demo.py's defaul
 
     case('eval_promptable.py', '--ann-file', '{tmp}/missing.json', '--img-dir', COCO_IMAGES,
          keyword='annotation file not found'),
-    case('eval_promptable.py', *EVAL_DATA, '--config', '{"depth": -1}', keyword='depth must be a positive'),
+    case('eval_promptable.py', *EVAL_DATA, '--model', '{tmp}/negative_depth.json', '--random-weights',
+         keyword='depth must be a positive'),
     case('eval_promptable.py', *EVAL_DATA, '--max-queries-per-batch', '0', keyword='at least 1', usage=True),
     case('eval_zero_shot.py', *EVAL_DATA, '--detections', '{tmp}/bad_detections.json', '--out',
          '{tmp}/out.json', keyword='malformed'),
@@ -116,8 +117,8 @@ MORE_CASES = [  # variants of the mistakes above, checked in this process (no in
          keyword='not valid JSON'),
     case('eval_promptable.py', '--ann-file', COCO_ANN, '--img-dir', '{tmp}/nowhere', keyword='image folder not found'),
     case('eval_promptable.py', *EVAL_DATA, '--prompts', 'box', 'many', keyword='unknown prompt'),
-    case('eval_promptable.py', *EVAL_DATA, '--config', '{tmp}/broken.json', keyword='not valid JSON'),
-    case('eval_promptable.py', *EVAL_DATA, '--config', TINY_CONFIG, '--checkpoint', '{tmp}/garbage.pt',
+    case('eval_promptable.py', *EVAL_DATA, '--model', '{tmp}/broken.json', keyword='not valid JSON'),
+    case('eval_promptable.py', *EVAL_DATA, '--model', '{tmp}/tiny.json', '--checkpoint', '{tmp}/garbage.pt',
          keyword='cannot read checkpoint'),
     case('eval_promptable.py', *EVAL_DATA, '--out', '{tmp}/no_folder/miou.json', keyword='output folder does not'),
     case('eval_zero_shot.py', *EVAL_DATA, '--detections', '{tmp}/missing.json', '--out', '{tmp}/out.json',
@@ -145,6 +146,8 @@ def inputs(tmp_path_factory):
     Image.new('RGB', (32, 32)).save(tmp / 'blank.png')
     (tmp / 'garbage.pt').write_bytes(b'definitely not a torch.save file')
     (tmp / 'broken.json').write_text('{"images": [')
+    (tmp / 'tiny.json').write_text(TINY_CONFIG)
+    (tmp / 'negative_depth.json').write_text('{"depth": -1}')
     (tmp / 'bad_detections.json').write_text(json.dumps([dict(image_id=424242, category_id=1, score=0.9,
                                                               bbox=[1, 2, 3])]))
     torch.save({'state_dict': {'head.weight': torch.zeros(2, 2)}}, tmp / 'no_vit.pt')
