@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .prompt_sampling import sample_points_in_masks
+from .prompt_sampling import mask_boxes, sample_points_in_masks
 
 
 def _check_masks(masks: torch.Tensor, what: str = 'masks') -> None:
@@ -94,7 +94,7 @@ def sample_outlier_clicks(targets: torch.Tensor, max_clicks: int = 2, probabilit
 
     With ``probability`` a query gets between 1 and ``max_clicks`` clicks, uniform over the pixels
     farther than ``margin`` pixels from its target (``scale`` input pixels per mask pixel, as
-    :func:`~efficientsam_plugins.models.efficient_sam.prompt_sampling.sample_points_in_masks`); a
+    :func:`~.prompt_sampling.sample_points_in_masks`); a
     query whose target leaves no such pixel gets none. Invalid slots hold (-1, -1).
     """
     _check_masks(targets, 'targets')
@@ -116,10 +116,9 @@ def sample_outlier_clicks(targets: torch.Tensor, max_clicks: int = 2, probabilit
 
 def mask_box(mask: torch.Tensor) -> Tuple[int, int, int, int]:
     """Tight pixel-edge box ``(x1, y1, x2, y2)`` of a non-empty bool ``[H, W]`` mask."""
-    rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
-    if rows.numel() == 0:
+    if not mask.any():
         raise ValueError('the object to crop around has an empty mask')
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    return tuple(int(v) for v in mask_boxes(mask[None])[0])
 
 
 def object_crop_box(object_box: Sequence[int], image_size: Tuple[int, int],
