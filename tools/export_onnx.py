@@ -34,9 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--checkpoint', help='weights instead of the ones the name brings: path, URL or zoo://NAME')
     parser.add_argument('--random-weights', action='store_true',
                         help="a zoo entry's architecture on random weights (for benchmarks; masks are meaningless)")
-    parser.add_argument('--contract', choices=['efficientsam', 'sam', 'squeezesam'],
+    parser.add_argument('--contract', choices=['efficientsam', 'sam', 'opencv', 'squeezesam'],
                         help="graph contract (default: the model's own: efficientsam, or squeezesam); "
-                             "sam: AnyLabeling / X-AnyLabeling")
+                             'sam: AnyLabeling / X-AnyLabeling; opencv: one static graph for cv2.dnn')
     parser.add_argument('--out', required=True, metavar='DIR', help='folder for the graphs and export.json')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset, 17..20 (default 17)')
     parser.add_argument('--quantize', choices=['int8'], help='also write int8 (dynamic) quantized heavy graphs')

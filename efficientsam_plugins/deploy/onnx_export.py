@@ -26,6 +26,13 @@ Contracts (``contract=``; the folder's ``export.json`` records which):
     ``[B, 3, H, W]`` logits, ``iou_predictions`` ``[B, 3]`` and ``low_res_masks``, highest predicted
     IoU first. EfficientSAM has no mask prompt: ``mask_input`` and ``has_mask_input`` are accepted
     and ignored. The folder also gets the tools' model YAML (:data:`SAM_TOOL_CONFIG`).
+``'opencv'``: one static graph for OpenCV's dnn module (``cv2.dnn.readNetFromONNX``), the contract of
+    OpenCV Zoo's EfficientSAM demo: ``batched_images`` float32 ``[1, 3, S, S]`` RGB in [0, 1] already
+    resized to the model's input size S, ``batched_point_coords`` ``[1, 1, P, 2]`` in that S x S frame
+    and ``batched_point_labels`` ``[1, 1, P]``, P the model's point count (6), padded with label -1,
+    to ``output_masks`` ``[1, 1, 3, S, S]`` and ``iou_predictions`` ``[1, 1, 3]``, highest IoU first.
+    OpenCV runs neither dynamic shapes nor cubic resizing, so the masks are upsampled bilinearly and
+    the graph is constant-folded by onnxruntime's basic optimiser before it is written.
 ``'squeezesam'`` (SqueezeSAM's only): one graph, ``squeeze_sam.onnx``. SqueezeSAM fuses the prompts
     into the network input, so it has no image-only encoder whose output a per-prompt decoder could
     reuse; osam, samexporter, AnyLabeling and X-AnyLabeling all encode once and decode per prompt
@@ -57,6 +64,7 @@ from ..fileio import sha256_file
 from ..modeling.common import LABEL_PADDING
 from ..modeling.efficient_sam import EfficientSam
 from ..modeling.squeeze_sam import SqueezeSam
+from ..modeling.vit import resize_abs_pos
 
 MANIFEST_FILE = 'export.json'
 MANIFEST_FORMAT = 2
@@ -64,10 +72,11 @@ MANIFEST_FORMAT = 2
 CONTRACT_GRAPHS = {
     'efficientsam': {'encoder': 'encoder.onnx', 'decoder': 'decoder.onnx', 'decoder_heads': 'decoder_heads.onnx'},
     'sam': {'encoder': 'sam_encoder.onnx', 'decoder': 'sam_decoder.onnx'},
+    'opencv': {'model': 'efficientsam_opencv.onnx'},
     'squeezesam': {'model': 'squeeze_sam.onnx'},
 }
-FAMILY_CONTRACTS = {'efficientsam': ('efficientsam', 'sam'), 'squeezesam': ('squeezesam',)}
-INT8_GRAPHS = {'efficientsam': ('encoder',), 'sam': ('encoder',), 'squeezesam': ('model',)}  # the heavy ones
+FAMILY_CONTRACTS = {'efficientsam': ('efficientsam', 'sam', 'opencv'), 'squeezesam': ('squeezesam',)}
+INT8_GRAPHS = {'efficientsam': ('encoder',), 'sam': ('encoder',), 'opencv': (), 'squeezesam': ('model',)}  # heavy
 INT8_SUFFIX = '.int8.onnx'
 SUPPORTED_OPSETS = range(17, 21)  # LayerNormalization needs 17; 20 is the TorchScript exporter's newest
 PROMPT_AXES = {0: 'batch', 1: 'num_queries', 2: 'num_points'}
@@ -94,10 +103,17 @@ def require_export_extra():
 
 
 def _sorted_by_iou(masks: torch.Tensor, iou: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``[R, M, h, w]`` masks and ``[R, M]`` IoUs with each row's candidates in descending IoU."""
-    order = torch.argsort(iou, dim=1, descending=True)
-    h, w = masks.shape[-2:]
-    return masks.gather(1, order[:, :, None, None].expand(-1, -1, h, w)), iou.gather(1, order)
+    """``[R, M, h, w]`` masks and ``[R, M]`` IoUs with each row's candidates in descending IoU (ties
+    keep their order). Ranks by comparison and a one-hot matrix product instead of TopK/Gather, which
+    OpenCV's dnn cannot run for K = M; exact, as every output is one input times 1 plus zeros."""
+    candidates = iou.shape[1]
+    dtype = iou.dtype  # float arithmetic throughout: OpenCV's dnn reads no boolean constants
+    beaten_by = (iou[:, None, :] > iou[:, :, None]).to(dtype)  # [R, i, j]: candidate j ranks before i
+    tie_before = (iou[:, None, :] == iou[:, :, None]).to(dtype) * torch.ones(candidates, candidates).tril(-1)
+    rank = (beaten_by + tie_before).sum(-1)  # [R, M]
+    permutation = (rank[:, None, :] == torch.arange(candidates, dtype=dtype)[None, :, None]).to(dtype)
+    ordered = permutation @ masks.flatten(2)
+    return ordered.view(masks.shape), (permutation @ iou[:, :, None])[..., 0]
 
 
 def _multimask(model: EfficientSam, masks: torch.Tensor, iou: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -190,6 +206,51 @@ class SamContractDecoderGraph(nn.Module):
         low_res, iou = _sorted_by_iou(*_multimask(model, masks, iou))
         height, width = orig_im_size.to(torch.int64)
         return F.interpolate(low_res, (height, width), mode='bicubic'), iou, low_res
+
+
+class OpenCvGraph(nn.Module):
+    """The ``'opencv'`` contract's one graph (module docstring): static shapes, the prompts already in
+    the model's square frame and exactly ``decoder_max_num_input_points`` long (no padding ops)."""
+
+    def __init__(self, model: EfficientSam) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batched_images: torch.Tensor, batched_point_coords: torch.Tensor,
+                batched_point_labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
+        embeddings = model.image_encoder((batched_images - model.pixel_mean) / model.pixel_std)
+        padding = (batched_point_labels == LABEL_PADDING)[..., None]
+        sparse = model.prompt_encoder(torch.where(padding, -1.0, batched_point_coords), batched_point_labels)
+        masks, iou = model.mask_decoder.predict_all_masks(embeddings, model.prompt_encoder.get_dense_pe(), sparse)
+        low_res, iou = _sorted_by_iou(*_multimask(model, masks, iou))
+        full = F.interpolate(low_res, (model.img_size, model.img_size), mode='bilinear')
+        return full.unflatten(0, sparse.shape[:2]), iou.unflatten(0, sparse.shape[:2])
+
+
+def _fixed_position_embedding(model: EfficientSam) -> None:
+    """Resizes the ViT's absolute position embedding to the model's token grid once, in place (on the
+    export's copy): the released weights keep a 14 x 14 table that every forward pass resizes
+    (bicubic) to the grid, a constant the graphs would recompute per call and OpenCV cannot (no cubic
+    resizing)."""
+    encoder = model.image_encoder
+    grid = model.img_size // encoder.patch_size
+    with torch.no_grad():
+        table = resize_abs_pos(encoder.pos_embed, encoder.pretrain_use_cls_token, (grid, grid))
+    encoder.pos_embed = nn.Parameter(table.reshape(1, grid * grid, -1))
+    encoder.pretrain_use_cls_token = False
+
+
+def _constant_folded(path: str) -> None:
+    """Rewrites the graph at ``path`` as onnxruntime's basic optimiser leaves it (constants folded,
+    shape arithmetic gone; standard operators only), which OpenCV's importer needs."""
+    ort = require_export_extra()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    folded = path[:-len('.onnx')] + '.folded.onnx'
+    options.optimized_model_filepath = folded
+    ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    os.replace(folded, path)
 
 
 class SqueezeSamGraph(nn.Module):
@@ -342,6 +403,9 @@ def check_request(family: str, contract: Optional[str], opset: int, quantize: Op
                          f'{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (LayerNormalization needs 17)')
     if quantize not in (None, 'int8'):
         raise ValueError(f'unknown quantization {quantize!r}; only int8 is supported')
+    if quantize and not INT8_GRAPHS[contract]:
+        raise ValueError(f'the {contract!r} contract has no int8 form (OpenCV runs no int8 dynamic quantization); '
+                         f'export it without --quantize')
     return contract
 
 
@@ -361,6 +425,15 @@ def _write_graphs(model: nn.Module, contract: str, folder: str, opset: int) -> N
                      {'batched_images': image_axes, 'batched_point_coords': PROMPT_AXES,
                       'batched_point_labels': PROMPT_AXES, 'output_masks': {**mask_axes, 3: 'height', 4: 'width'},
                       'iou_predictions': mask_axes, 'low_res_logits': mask_axes}, opset)
+        return
+    if contract == 'opencv':
+        points = model.decoder_max_num_input_points
+        labels = torch.full((1, 1, points), float(LABEL_PADDING))
+        labels[..., :3] = torch.tensor([2.0, 3.0, 1.0])
+        export_graph(OpenCvGraph(model), (torch.rand(1, 3, size, size), torch.rand(1, 1, points, 2) * size, labels),
+                     path['model'], ['batched_images', 'batched_point_coords', 'batched_point_labels'],
+                     ['output_masks', 'iou_predictions'], {}, opset)
+        _constant_folded(path['model'])
         return
     with torch.no_grad():
         embeddings = model.get_image_embeddings(torch.rand(1, 3, size, size))
@@ -427,6 +500,8 @@ def export_onnx(model: nn.Module, out_dir: str, contract: Optional[str] = None, 
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     _clean_leftovers(out_dir)
     model = copy.deepcopy(model).eval().float().cpu()
+    if family == 'efficientsam':
+        _fixed_position_embedding(model)
     architecture = {'family': family, 'config': dict(config) if config is not None else None,
                     'img_size': model.img_size}
     export_id = uuid.uuid4().hex
@@ -454,6 +529,8 @@ def export_onnx(model: nn.Module, out_dir: str, contract: Optional[str] = None, 
                              else model.negative_click_channel),
             graphs=graphs, int8_graphs=int8,
             sha256={file: sha256_file(os.path.join(staged, file)) for file in files})
+        if contract == 'opencv':
+            manifest['input_size'] = model.img_size
         if contract == 'sam':
             manifest['tool_config'] = SAM_TOOL_CONFIG
             with open(os.path.join(staged, SAM_TOOL_CONFIG), 'w', encoding='utf-8') as stream:

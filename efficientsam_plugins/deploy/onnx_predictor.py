@@ -111,10 +111,11 @@ def load_onnx_predictor(directory: str, int8: bool = False, **kwargs) -> Predict
     against ``export.json`` first (:func:`~efficientsam_plugins.deploy.onnx_export.check_export`).
     ``kwargs`` go to the predictor (``max_queries_per_batch``, ``num_threads``, ``providers``)."""
     manifest, paths = check_export(directory, int8)
-    if manifest['contract'] == 'sam':
-        raise ValueError(f'{directory} holds the SAM-contract graphs for AnyLabeling / X-AnyLabeling (load '
-                         f'{manifest["tool_config"]} there); the onnxruntime predictor runs the default export: '
-                         f'tools/export_onnx.py without --contract')
+    if manifest['contract'] in ('sam', 'opencv'):
+        client = (f'AnyLabeling / X-AnyLabeling (load {manifest.get("tool_config")} there)'
+                  if manifest['contract'] == 'sam' else "OpenCV's dnn module")
+        raise ValueError(f'{directory} holds the {manifest["contract"]!r}-contract graphs for {client}; the '
+                         f'onnxruntime predictor runs the default export: tools/export_onnx.py without --contract')
     if manifest['model'] == 'efficientsam':
         return OnnxEfficientSamPredictor(paths['encoder'], paths['decoder_heads'], manifest['max_points_per_query'],
                                          manifest['negative_points'], **kwargs)
