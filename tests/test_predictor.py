@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from efficientsam_plugins.build import build_efficient_sam
+from efficientsam_plugins.build import build_efficient_sam, build_predictor
 from efficientsam_plugins.predictor import EfficientSamPredictor, Predictor
 
 TINY = dict(img_size=256, embed_dim=32, depth=2, num_heads=2, neck_dims=[32, 32], dec_depth=2,
@@ -151,9 +151,9 @@ def test_image_embedding_is_not_tiled_per_query(predictor, monkeypatch):
     assert seen == [(1, torch.Size([1, 3]))]
 
 
-def test_from_pretrained_loads_official_layout(official_vitt_checkpoint):
-    pred = EfficientSamPredictor.from_pretrained('ti', official_vitt_checkpoint)
-    assert not pred.model.training
+def test_build_predictor_loads_official_layout(official_vitt_checkpoint):
+    pred = build_predictor('ti', official_vitt_checkpoint)
+    assert isinstance(pred, EfficientSamPredictor) and not pred.model.training
 
 
 @pytest.mark.parametrize('kwargs,match', [

@@ -10,7 +10,7 @@ import torch
 from conftest import EFFICIENTSAM_TINY, TEST_DATA
 from PIL import Image
 
-from efficientsam_plugins.build import build_squeeze_sam
+from efficientsam_plugins.build import build_predictor, build_squeeze_sam
 from efficientsam_plugins.modeling.squeeze_sam.early_fusion import EarlyFusion, click_disks
 from efficientsam_plugins.modeling.squeeze_sam.squeeze_sam import SqueezeSam
 from efficientsam_plugins.predictor import SqueezeSamPredictor
@@ -233,12 +233,12 @@ def test_predictor_validation_is_the_common_one(predictor, reference):
     assert masks.shape == (1, 3, 60, 80) and iou.shape == (1, 3)
 
 
-def test_from_pretrained_names(reference, tmp_path, monkeypatch):
+def test_build_predictor_names(reference, tmp_path, monkeypatch):
     path = os.path.join(SQUEEZESAM_TINY, 'state_dict.pt')
-    predictor = SqueezeSamPredictor.from_pretrained(reference['config'], path, max_queries_per_batch=3)
+    predictor = build_predictor(reference['config'], path, max_queries_per_batch=3)
+    assert isinstance(predictor, SqueezeSamPredictor)
     assert predictor.max_queries_per_batch == 3 and predictor.model.img_size == 128
-    with pytest.warns(UserWarning, match='RANDOM weights'):
-        random = SqueezeSamPredictor.from_pretrained()
+    random = build_predictor('squeezesam')  # the architecture name alone: random weights
     assert isinstance(random.model, SqueezeSam) and random.model.img_size == 512
     # A zoo entry (the zoo has none built in: the weights were never public) carries its architecture.
     checkpoint = tmp_path / 'squeeze_sam.pt'
@@ -251,5 +251,5 @@ def test_from_pretrained_names(reference, tmp_path, monkeypatch):
     monkeypatch.setenv('EFFICIENTSAM_HOME', str(tmp_path / 'cache'))
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        from_zoo = SqueezeSamPredictor.from_pretrained('my_squeezesam')
+        from_zoo = build_predictor('my_squeezesam')
     torch.testing.assert_close(from_zoo.model.state_dict(), random.model.state_dict())
