@@ -41,6 +41,7 @@ MODELS = {'EfficientSAM-Ti': 'efficientsam_ti', 'EfficientSAM-S': 'efficientsam_
 PALETTE = np.array([(30, 144, 255), (255, 64, 64), (0, 200, 120), (255, 190, 0), (170, 80, 255),
                     (0, 200, 220), (255, 120, 200), (140, 200, 40)], np.float32)
 POINT_COLORS = {1: (40, 220, 60), 0: (255, 40, 40)}  # positive, negative click
+PAGE_CSS = '#banner {background: #fde2e1; border: 2px solid #c62828; border-radius: 6px; padding: 4px 12px}'
 NO_NEGATIVE = ('negative clicks need a model built with the negative-click input; {model} was not '
                '(the released EfficientSAM weights take positive clicks only)')
 
@@ -734,7 +735,7 @@ def main(argv=None) -> int:
         raise ImportError('the web demo needs Gradio: pip install -e .[app]') from err
     page = build_page(App(args))
     page.launch(server_name=args.host, server_port=args.port, show_error=True, ssr_mode=False,
-                max_file_size='50mb', footer_links=['api'])
+                max_file_size='50mb', footer_links=['api'], css=PAGE_CSS)
     return 0
 
 
