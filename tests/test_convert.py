@@ -1,4 +1,5 @@
 """The one conversion module: CLI, zoo:// in mmengine, round trips between layouts."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -34,7 +35,8 @@ def test_backbone_targets(official):
         assert set(converted[key]) == {prefix + k for k in weights}
         model = ViT('ti', img_size=256, window_size=14, global_attn_indexes=(2, 5, 8, 11), use_rel_pos=True)
         assert len(load_vit_checkpoint(model, converted)) == 24  # rel-pos tables stay initialised
-        torch.testing.assert_close(model.blocks[7].mlp.fc1.bias, official['model']['image_encoder.blocks.7.mlp.fc1.bias'])
+        torch.testing.assert_close(model.blocks[7].mlp.fc1.bias,
+                                   official['model']['image_encoder.blocks.7.mlp.fc1.bias'])
     with pytest.raises(ValueError, match='unknown target'):
         to_backbone_checkpoint(official, 'keras')
 
@@ -64,6 +66,22 @@ def test_cli_writes_atomically(tmp_path, official_vitt_checkpoint):
     assert sorted(os.listdir(tmp_path)) == ['bad.pt', 'vitt_d2.pth']
 
 
+def test_cli_official_verifies_against_the_named_model(tmp_path, official_vitt_checkpoint, capsys):
+    script = os.path.join(REPO_ROOT, 'tools', 'convert_checkpoint.py')
+    spec = importlib.util.spec_from_file_location('convert_tool', script)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'vitt.pt'
+    assert tool.main(['official', official_vitt_checkpoint, str(out), '--model', 'ti']) == 0
+    assert 'verified against the config' in capsys.readouterr().out
+    assert json.loads((tmp_path / 'vitt.config.json').read_text())['embed_dim'] == 192
+    for model, error in (('s', 'does not match'), ('squeezesam', "official layout is EfficientSAM's"),
+                         ('vit_h', "unknown model 'vit_h'")):
+        with pytest.raises(ValueError, match=error):
+            tool.main(['official', official_vitt_checkpoint, str(tmp_path / 'x.pt'), '--model', model])
+    assert sorted(os.listdir(tmp_path)) == ['vitt.config.json', 'vitt.pt']
+
+
 def test_mmengine_zoo_scheme(tmp_path, monkeypatch, official_vitt_checkpoint):
     pytest.importorskip('mmengine', reason='mmengine is not installed')
     from mmengine.runner import load_checkpoint
@@ -72,8 +90,8 @@ def test_mmengine_zoo_scheme(tmp_path, monkeypatch, official_vitt_checkpoint):
     path = official_vitt_checkpoint
     manifest = tmp_path / 'zoo.json'
     manifest.write_text(json.dumps([dict(name='local_vitt', filename='local_vitt.pt', urls=['file://' + path],
-                                         size=None, sha256=None, license='test', format='efficientsam',
-                                         description='random ViT-T')]))
+                                         size=None, sha256=None, license='test', description='random ViT-T',
+                                         arch={'family': 'efficientsam', 'config': 'ti'})]))
     monkeypatch.setenv('EFFICIENTSAM_ZOO_MANIFEST', str(manifest))
     monkeypatch.setenv('EFFICIENTSAM_HOME', str(tmp_path / 'cache'))
     model = ViT('ti')
