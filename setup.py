@@ -32,6 +32,8 @@ setup(
         'detectron2': ['fvcore', 'pycocotools'],
         'export': pinned('onnx', 'onnxruntime', 'ml_dtypes'),
         'int8': pinned('torchao'),  # SqueezeSAM's PT2E int8 path
+        # the clients tests/test_clients.py runs (plus samexporter and anylabeling with --no-deps)
+        'clients': pinned('onnx', 'onnxruntime', 'opencv-python', 'osam', 'supervision'),
         'app': pinned('gradio'),  # tools/web_demo.py
         'dev': pinned('pytest', 'ruff', 'playwright', 'mkdocs',
                       'mkdocs-material', 'mkdocstrings[python]', 'mkdocstrings-python'),
