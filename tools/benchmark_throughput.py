@@ -153,7 +153,8 @@ def main(argv=None) -> int:
     parser.add_argument('--runs', type=positive_int, default=10, help='timed calls per batch (median)')
     parser.add_argument('--warmup', type=non_negative_int, default=3)
     parser.add_argument('--tiny', action='store_true', help=f'{TINY_SIZE}x{TINY_SIZE} inputs: a functional check')
-    parser.add_argument('--json', help='also write the rows to this JSON file')
+    parser.add_argument('--json', metavar='PATH', help='also write the rows, the command and the machine to this '
+                        'JSON file (docs/benchmarks/ holds the ones the benchmarks page shows)')
     args = parser.parse_args(argv)
     if torch.device(args.device).type == 'cpu' and args.precision == 'fp16':
         parser.error('--precision fp16 needs a CUDA device (CPU autocast: bf16)')
@@ -176,7 +177,7 @@ def main(argv=None) -> int:
               f'{row["seconds"] * 1e3:.1f} | {row["peak_memory"] / 2 ** 30:.2f} | {versus} |')
     if args.json:
         write_benchmark_json(args.json, 'tools/benchmark_throughput.py', argv,
-                             [dict(row, paper_a100_images_per_s=PAPER_A100.get(row['model'])) for row in rows],
+                             [dict(row, paper_a100_images_per_s=paper_images_per_s(row['model'])) for row in rows],
                              notes=f'{name}, {args.precision}{", torch.compile" if args.compile else ""}; one box per '
                              f'image, random weights (speed does not depend on them), median of {args.runs} runs'
                              f'{"; tiny inputs: a functional check, not the protocol" if args.tiny else ""}.')
