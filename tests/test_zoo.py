@@ -77,8 +77,8 @@ def use(*entries):
 
 
 def cached(home):
-    """What the cache holds beside the lock files."""
-    return sorted(name for name in os.listdir(home) if name != '.locks') if home.is_dir() else []
+    """What the cache holds beside its hidden lock and stamp folders."""
+    return sorted(name for name in os.listdir(home) if not name.startswith('.')) if home.is_dir() else []
 
 
 def test_download_is_verified_cached_and_used_offline(server, home, monkeypatch):

@@ -4,7 +4,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from .download import HOME_ENV, cache_dir, get_checkpoint, verify
+from .download import DEFAULT_TIMEOUT, HOME_ENV, TIMEOUT_ENV, cache_dir, get_checkpoint, verify
 from .manifest import get_entry, list_entries
 
 
@@ -17,6 +17,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     fetch = commands.add_parser('download', help='download checkpoints into the cache, verified')
     fetch.add_argument('names', nargs='+', metavar='NAME', help='zoo name or URL')
     fetch.add_argument('--offline', action='store_true', help='only check that they are cached')
+    fetch.add_argument('--timeout', type=float, metavar='SECONDS',
+                       help=f'give a URL up after this long without data (default: ${TIMEOUT_ENV}, '
+                       f'else {DEFAULT_TIMEOUT:g})')
     commands.add_parser('verify', help='re-hash cached checkpoints: OK, MISSING or CORRUPT',
                         description='Without names, checks every entry and fails only on CORRUPT '
                                     'files; named entries must also be present.'
@@ -38,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'\ncache: {cache_dir()}')
     elif args.command == 'download':
         for name in args.names:
-            print(get_checkpoint(name, offline=args.offline or None))
+            print(get_checkpoint(name, offline=args.offline or None, timeout=args.timeout))
     elif args.command == 'verify':
         failed = False
         for entry in [get_entry(name) for name in args.names] if args.names else list_entries():

@@ -6,7 +6,7 @@ class ZooError(Exception):
 
 
 class ManifestError(ZooError, ValueError):
-    """A user manifest (``EFFICIENTSAM_ZOO_MANIFEST``) or the mirror setting is invalid."""
+    """A user manifest (``EFFICIENTSAM_ZOO_MANIFEST``) or a setting (mirror, download timeout) is invalid."""
 
 
 class UnknownCheckpointError(ZooError, LookupError):
@@ -23,3 +23,7 @@ class ChecksumError(DownloadError):
 
 class OfflineError(DownloadError):
     """Offline mode is on and the checkpoint is not in the cache."""
+
+
+class CacheError(ZooError):
+    """The cache folder cannot be written (read-only, not a folder, no permission)."""
