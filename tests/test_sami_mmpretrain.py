@@ -80,7 +80,7 @@ def test_finetune_configs_follow_the_paper_recipe(arch, decay, dim):
     assert cfg.model.head.loss.label_smooth_val == 0.1
     assert any(t.type == 'RandAugment' for t in cfg.train_dataloader.dataset.pipeline)
     smoke = Config.fromfile(FINETUNE.format(arch, '_smoke'))
-    assert (smoke.model.backbone.arch, smoke.model.head.in_channels) == (arch, dim)
+    assert (smoke.model.backbone.arch, smoke.model.head.in_channels) == (VARIANTS[arch], dim)
     assert smoke.optim_wrapper.paramwise_cfg.layer_decay_rate == decay
 
 
