@@ -724,11 +724,54 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='requests of one kind running at once (default 2)')
     parser.add_argument('--max-pixels', default=4096 * 4096, type=positive_int,
                         help='largest image accepted, in pixels (default 4096x4096)')
+    parser.add_argument('--benchmark', metavar='JSON', help='serve nothing: time the click-to-mask path of '
+                        '--model on the bundled photo (after the image is embedded) and write the figures here')
     return parser.parse_args(argv)
+
+
+def benchmark(args: argparse.Namespace, argv=None, clicks: int = 20) -> List[Dict[str, Any]]:
+    """Times what a click costs once the image is embedded: the predictor alone (decoder and the
+    upsampling of 3 candidates) and the whole handler (plus the overlay, the mask PNG and the JSON
+    records), as medians over ``clicks`` random single clicks; writes them with
+    :func:`~efficientsam_plugins.cli.write_benchmark_json`."""
+    import statistics
+
+    from efficientsam_plugins.cli import write_benchmark_json
+    app = App(args)
+    session = Session(model_key=app.default_key)
+    image = read_image(EXAMPLES[0], args.max_pixels)
+    start = time.perf_counter()
+    set_image(app, session, image)
+    embed = time.perf_counter() - start
+    predictor, _ = app.embedded(session)
+    rng = np.random.default_rng(0)
+    decoder, handler = [], []
+    for x, y in rng.uniform(0, 1, (clicks, 2)) * (image.shape[1], image.shape[0]):
+        start = time.perf_counter()
+        predictor.predict(points=[[x, y]])
+        decoder.append(time.perf_counter() - start)
+        clear(app, session)
+        start = time.perf_counter()
+        add_point(app, session, x, y)
+        overlay(session)
+        downloads(app, session)
+        handler.append(time.perf_counter() - start)
+    loaded = app.model(app.default_key)
+    rows = [{'model': loaded.label, 'image': f'{image.shape[1]}x{image.shape[0]}', 'clicks': clicks,
+             'embed ms': round(embed * 1000), 'predict median ms': round(statistics.median(decoder) * 1000, 1),
+             'click handler median ms': round(statistics.median(handler) * 1000, 1)}]
+    notes = ('one click after the image is embedded: "predict" is the decoder plus the upsampling of 3 candidate '
+             'masks; "click handler" adds the overlay, the mask PNG and the JSON records the page returns (the '
+             'HTTP round trip is not included)' + ('' if loaded.trained else '; random weights (speed only)'))
+    write_benchmark_json(args.benchmark, 'tools/web_demo.py', argv, rows, notes)
+    return rows
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.benchmark:
+        print(json.dumps(benchmark(args, argv)))
+        return 0
     try:
         import gradio  # noqa: F401
     except ImportError as err:
