@@ -6,7 +6,8 @@ predictor (mean IoU >= 0.99). A client that is not installed skips, naming itsel
 with ``pip install 'efficientsam_plugins[clients]'`` plus the ``--no-deps`` ones of
 docs/deployment.md ("Testing against the clients").
 
-Set ``CLIENT_REPORT=FILE`` to append each client's agreement and per-call time to FILE (JSON lines).
+Set ``CLIENT_REPORT=FILE`` to append each client's agreement and per-call time to FILE (JSON lines),
+``CLIENTS_FULL_SIZE=1`` to repeat every client on full-size EfficientSAM-Ti (seeded weights).
 """
 import importlib
 import importlib.metadata
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import EFFICIENTSAM_TINY, TEST_DATA
+from conftest import EFFICIENTSAM_TINY, TEST_DATA, official_state_dict
 from PIL import Image
 
 pytest.importorskip('onnxruntime', reason="onnxruntime is not installed: pip install 'efficientsam_plugins[export]'")
@@ -47,9 +48,18 @@ def image():
     return np.array(Image.open(os.path.join(EFFICIENTSAM_TINY, 'dogs.png')).convert('RGB'))
 
 
-@pytest.fixture(scope='module')
-def model():
-    return build_efficient_sam(tiny_config(EFFICIENTSAM_TINY), os.path.join(EFFICIENTSAM_TINY, 'state_dict.pt'))
+FULL_SIZE = pytest.mark.skipif(not os.environ.get('CLIENTS_FULL_SIZE'), reason='full-size EfficientSAM-Ti takes '
+                               'minutes per client on a CPU: set CLIENTS_FULL_SIZE=1 to run it')
+
+
+@pytest.fixture(scope='module', params=['tiny', pytest.param('vit_t', marks=FULL_SIZE)])
+def model(request):
+    """The tiny reference model, and (with ``CLIENTS_FULL_SIZE=1``) full-size EfficientSAM-Ti on seeded
+    random weights: the released architecture, so the clients see real graph sizes (1024 input,
+    64 x 64 embeddings)."""
+    if request.param == 'tiny':
+        return build_efficient_sam(tiny_config(EFFICIENTSAM_TINY), os.path.join(EFFICIENTSAM_TINY, 'state_dict.pt'))
+    return build_efficient_sam('ti', {'model': official_state_dict('ti')})
 
 
 @pytest.fixture(scope='module')
