@@ -172,6 +172,11 @@ def test_app_functions_match_the_predictor(tiny_config):
         web_demo.clear(app, session)
         with pytest.raises(web_demo.DemoError, match='nothing is segmented yet'):
             web_demo.cutout_png(app, session)
+        # A closed or expired session leaves nothing behind.
+        assert any(key[2] == session.id for key in app.cache)
+        app.forget(session)
+        assert not any(key[2] == session.id for key in app.cache)
+        assert not os.path.exists(os.path.join(app.workdir, session.id))
 
 
 def test_benchmark_writes_the_click_latency(tiny_config, tmp_path):

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -38,9 +39,11 @@ EXAMPLES = [os.path.join(REPO, 'data', 'coco_mini', 'val2017', name)
             for name in ('000000002149.jpg', '000000000885.jpg', '000000001993.jpg', '000000005001.jpg')]
 # The page's model menu: label -> model name (zoo entries bring the released weights).
 MODELS = {'EfficientSAM-Ti': 'efficientsam_ti', 'EfficientSAM-S': 'efficientsam_s', 'SqueezeSAM': 'squeezesam'}
+LABELS = {**{name: text for text, name in MODELS.items()}, 'ti': 'EfficientSAM-Ti', 's': 'EfficientSAM-S'}
 PALETTE = np.array([(30, 144, 255), (255, 64, 64), (0, 200, 120), (255, 190, 0), (170, 80, 255),
                     (0, 200, 220), (255, 120, 200), (140, 200, 40)], np.float32)
 POINT_COLORS = {1: (40, 220, 60), 0: (255, 40, 40)}  # positive, negative click
+SESSION_SECONDS = 3600  # a session's state (image, masks) is dropped an hour after its last change
 PAGE_CSS = '#banner {background: #fde2e1; border: 2px solid #c62828; border-radius: 6px; padding: 4px 12px}'
 NO_NEGATIVE = ('negative clicks need a model built with the negative-click input; {model} was not '
                '(the released EfficientSAM weights take positive clicks only)')
@@ -121,7 +124,7 @@ class App:
                     checkpoint = args.checkpoint if key[1] == args.model else None
                     options = argparse.Namespace(onnx=None, model=key[1], checkpoint=checkpoint, precision=key[2],
                                                  random_weights=args.random_weights, device=args.device)
-                    label = next((text for text, name in MODELS.items() if name == key[1]), key[1])
+                    label = LABELS.get(key[1], os.path.basename(key[1]))
                 torch.manual_seed(args.seed)
                 try:
                     predictor, trained = load_predictor(options, what='masks of the web demo are')
@@ -150,6 +153,15 @@ class App:
             while len(self.cache) > self.args.cache_size:
                 self.cache.popitem(last=False)
         return predictor, seconds
+
+    def forget(self, session: Optional[Session]) -> None:
+        """Drops what a closed or expired session left: its cached embeddings and its files."""
+        if session is None:
+            return
+        with self.lock:
+            for key in [key for key in self.cache if key[2] == session.id]:
+                del self.cache[key]
+        shutil.rmtree(os.path.join(self.workdir, session.id), ignore_errors=True)
 
     def session_dir(self, session: Session) -> str:
         path = os.path.join(self.workdir, session.id)
@@ -543,7 +555,7 @@ def build_page(app: App):
                           info='' if negative else NO_NEGATIVE.format(model=loaded.label)))
 
     with gr.Blocks(title='EfficientSAM web demo', analytics_enabled=False, delete_cache=(600, 3600)) as page:
-        state = gr.State(None)
+        state = gr.State(None, time_to_live=SESSION_SECONDS, delete_callback=app.forget)
         gr.Markdown('## EfficientSAM web demo: click, box, everything, cut-out')
         banner = gr.Markdown(default.banner, visible=not default.trained, elem_id='banner')
         with gr.Row():
