@@ -72,7 +72,7 @@ def test_evaluation_tools_run_on_the_finetuned_checkpoint(smoke_run, tmp_path):
     checkpoint, config = str(work_dir / 'efficientsam_smoke.pt'), str(work_dir / 'efficientsam_smoke.config.json')
     ann_file = os.path.join(COCO_MINI, 'annotations', 'instances_val2017.json')
     img_dir = os.path.join(COCO_MINI, 'val2017')
-    common = ['--ann-file', ann_file, '--img-dir', img_dir, '--config', config, '--checkpoint', checkpoint,
+    common = ['--ann-file', ann_file, '--img-dir', img_dir, '--model', config, '--checkpoint', checkpoint,
               '--no-progress']
     promptable = load_tool('eval_promptable')
     assert promptable.main([*common, '--max-images', '2', '--out', str(tmp_path / 'miou.json')]) == 0
