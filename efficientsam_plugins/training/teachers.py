@@ -61,7 +61,8 @@ def teacher_checkpoint(checkpoint: Optional[Union[str, os.PathLike]], what: str,
 
 
 class Teacher(nn.Module, metaclass=abc.ABCMeta):
-    """The interface of every teacher (see the module docstring): frozen, always in eval mode."""
+    """The interface of every teacher (see the module docstring): frozen, always in eval mode;
+    promptable ones (:class:`MaskTeacher`) also ``decode``."""
 
     @abc.abstractmethod
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -70,13 +71,6 @@ class Teacher(nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def describe(self) -> Dict[str, Any]:
         """What makes two teachers' embeddings interchangeable (JSON-able)."""
-
-    def decode(self, embedding: torch.Tensor, points: torch.Tensor, labels: torch.Tensor,
-               img_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One image's mask logits ``[Q, M, h', w']`` and predicted IoUs ``[Q, M]`` for its queries
-        (``points`` in ``img_size`` pixels): promptable teachers only."""
-        raise TypeError(f'{type(self).__name__} embeds images but decodes no prompts: distillation needs a '
-                        f'promptable teacher (build_mask_teacher)')
 
     def freeze(self) -> 'Teacher':
         return self.requires_grad_(False).train(False)
@@ -229,8 +223,10 @@ class EfficientSAMTeacher(FrozenTeacher):
 
 
 class MaskTeacher(Teacher):
-    """A whole promptable model as a distillation teacher, on images in [0, 1]; ``description``
-    (kind, config, checkpoint; default: the kind) is what :meth:`describe` returns."""
+    """A whole promptable model as a distillation teacher, on images in [0, 1]: ``decode(embedding
+    [1, C, h, w], points [Q, N, 2], labels [Q, N], img_size) -> (logits [Q, M, h', w'], iou [Q, M])``
+    decodes one image's queries (points in ``img_size`` pixels). ``description`` (kind, config,
+    checkpoint; default: the kind) is what :meth:`describe` returns."""
 
     kind: str
 
