@@ -50,7 +50,7 @@ def build_models(img_size, skip_online):
     from mmpretrain.registry import MODELS
     sami = dict(type='SAMI', mask_ratio=0.75,
                 backbone=dict(type='SAMIViT', arch='ti', img_size=img_size, final_norm=True),
-                neck=dict(type='SAMICrossAttnDecoder', in_channels=192, embed_dim=512, depth=8,
+                neck=dict(type='CrossAttentionDecoder', in_channels=192, embed_dim=512, depth=8,
                           num_heads=16),
                 head=dict(type='SAMIHead', in_channels=512, out_channels=256))
     models = {

@@ -16,7 +16,7 @@ model = dict(model_config=tiny, encoder_init=None, decoder_init=None, num_iterat
 train_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(_delete_=True, type='EfficientSamSA1BDataset',
+    dataset=dict(_delete_=True, type='SA1BDataset',
                  ann_file=f'{data_root}/annotations/instances_train2017.json',
                  img_dir=f'{data_root}/train2017', img_size=img_size, max_masks_per_image=6,
                  max_images=8))

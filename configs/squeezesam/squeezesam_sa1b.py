@@ -56,9 +56,9 @@ val_dataloader = dict(
     num_workers=2,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='efficientsam_collate'),
-    dataset=dict(type='EfficientSamSA1BDataset', ann_file=f'{coco_root}/annotations/instances_val2017.json',
+    dataset=dict(type='SA1BDataset', ann_file=f'{coco_root}/annotations/instances_val2017.json',
                  img_dir=f'{coco_root}/val2017', img_size=None))
-val_evaluator = dict(type='EfficientSamPromptableMetric')
+val_evaluator = dict(type='PromptableIoUMetric')
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 

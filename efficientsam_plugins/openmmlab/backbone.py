@@ -1,18 +1,27 @@
-"""The core ViT as the one OpenMMLab backbone: mmdet, mmseg and mmpretrain all register this class."""
+"""The core ViT as the one OpenMMLab backbone, and the core's channel LayerNorm for ViTDet's heads.
+
+Both are registered once, in mmengine's root MODELS: mmdet, mmseg and mmpretrain find them there
+(a toolbox's registry looks a name up in its parent when it does not hold it).
+"""
 import copy
 from typing import Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
+from mmengine.registry import MODELS
 
 from ..convert import load_vit_checkpoint
-from ..modeling.vit import VITDET_SETTINGS, ViT
+from ..modeling.vit import VITDET_SETTINGS, LayerNorm2d, ViT
 
 PRESETS = {'vitdet': VITDET_SETTINGS}
 OUT_TYPES = ('featmap', 'avg_featmap')
 
+# a core class (modeling/ imports only torch), so registered by a call: norm_cfg=dict(type='LayerNorm2d')
+MODELS.register_module(module=LayerNorm2d)
 
+
+@MODELS.register_module()
 class SAMIViT(ViT):
     """:class:`~efficientsam_plugins.models.vit.ViT` with OpenMMLab's outputs and ``init_cfg``.
 

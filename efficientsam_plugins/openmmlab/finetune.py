@@ -18,7 +18,7 @@ from ..predictor import EfficientSamPredictor
 from ..training.sam_round import LOSS_WEIGHTS, efficient_sam_decoder, training_round
 
 
-@MODELS.register_module(name='EfficientSamDataPreprocessor')
+@MODELS.register_module()
 class EfficientSamDataPreprocessor(BaseDataPreprocessor):
     """Moves a batch to the device, images to float [0, 1] (the model normalises them itself),
     stacked into ``[B, 3, S, S]`` when they share one size, else kept as a list (evaluation)."""
@@ -85,7 +85,7 @@ class PromptableTrainer(BaseModel):
         return outputs
 
 
-@MODELS.register_module(name='EfficientSamFinetuner')
+@MODELS.register_module()
 class EfficientSamFinetuner(PromptableTrainer):
     """Wraps :func:`build_efficient_sam` (the exact inference model) for training.
 

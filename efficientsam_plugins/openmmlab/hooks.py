@@ -32,7 +32,7 @@ class MeanLossOverRanksHook(Hook):
         outputs.update(zip(keys, values))
 
 
-@HOOKS.register_module(name='EfficientSamExportHook')
+@HOOKS.register_module()
 class EfficientSamExportHook(Hook):
     """Writes ``<out_dir or work_dir>/<filename>`` as ``{"model": state_dict}`` (plus
     ``.config.json``) after training, so the result loads with ``build_efficient_sam``."""

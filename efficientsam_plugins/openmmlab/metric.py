@@ -10,7 +10,7 @@ from ..evaluation.masks import SIZE_BUCKETS
 from ..evaluation.promptable import summarize
 
 
-@METRICS.register_module(name='EfficientSamPromptableMetric')
+@METRICS.register_module()
 class PromptableIoUMetric(BaseMetric):
     """``<prompt>/mIoU`` and ``<prompt>/mIoU_<size>`` (fractions) for every evaluated prompt."""
 

@@ -1,21 +1,21 @@
 """mmdet: ``custom_imports=dict(imports=['efficientsam_plugins.openmmlab.mmdet'])``.
 
-Registers the SAMI ViT backbone and the simple pyramid neck in mmdet's MODELS, ``LN2d`` (the
-channel LayerNorm of ViTDet's heads, which mmdet itself does not register), and
-``SAMIDetDataPreprocessor`` (square padding of test batches).
+Registers the SAMI ViT backbone, the simple pyramid neck and ``LayerNorm2d`` (the channel LayerNorm
+of ViTDet's heads, which mmdet itself does not register) in mmengine's root MODELS, which mmdet's
+searches, and ``SAMIDetDataPreprocessor`` (square padding of test batches) in mmdet's MODELS.
 """
 from typing import Optional, Sequence
 
 from mmdet.models.data_preprocessors import BatchFixedSizePad, DetDataPreprocessor
 from mmdet.registry import MODELS
 
-from ..modeling.vit import LayerNorm2d
 from .backbone import SAMIViT
 from .checkpoints import enable_weights_only_checkpoints
 from .layer_decay import SAMILayerDecayOptimWrapperConstructor
 from .neck import SAMISimpleFPN
 
 
+@MODELS.register_module()
 class SAMIDetDataPreprocessor(DetDataPreprocessor):
     """``DetDataPreprocessor`` that also pads test batches to ``test_pad_size`` (h, w), bottom and right.
 
@@ -39,10 +39,6 @@ class SAMIDetDataPreprocessor(DetDataPreprocessor):
         return data
 
 
-MODELS.register_module(module=SAMIViT)
-MODELS.register_module(module=SAMISimpleFPN)
-MODELS.register_module(module=SAMIDetDataPreprocessor)
-MODELS.register_module('LN2d', module=LayerNorm2d)
 enable_weights_only_checkpoints()
 
 __all__ = ['SAMIViT', 'SAMISimpleFPN', 'SAMIDetDataPreprocessor', 'SAMILayerDecayOptimWrapperConstructor']

@@ -3,8 +3,6 @@
 Registers SAMI (algorithm, student backbone, decoder neck, head, loss, teachers), its pipeline
 steps, the backbone as a classifier's (``out_type='avg_featmap'``) and a small COCO dataset.
 """
-from mmpretrain.registry import MODELS
-
 from .backbone import SAMIViT
 from .checkpoints import enable_weights_only_checkpoints
 from .datasets import COCOMainObjectDataset
@@ -13,7 +11,6 @@ from .layer_decay import SAMILayerDecayOptimWrapperConstructor
 from .sami import SAMI, SAMIHead
 from .transforms import LoadSAMITeacherTarget, SAMIRandomResizedCrop
 
-MODELS.register_module(module=SAMIViT)
 enable_weights_only_checkpoints()
 
 __all__ = ['SAMI', 'SAMIHead', 'SAMIViT', 'COCOMainObjectDataset', 'LoadSAMITeacherTarget',

@@ -1,13 +1,12 @@
 """mmseg: ``custom_imports=dict(imports=['mmdet.models', 'efficientsam_plugins.openmmlab.mmseg'])``.
 
 Registers the backbone and neck of the mmdet adapter (one backbone, one pyramid and one checkpoint
-loader for detection and segmentation), ``LN2d``, and a COCO-semantic dataset for smoke runs
-(Mask2Former's head comes from mmdet).
+loader for detection and segmentation) and ``LayerNorm2d`` in mmengine's root MODELS, which mmseg's
+searches, and a COCO-semantic dataset for smoke runs (Mask2Former's head comes from mmdet).
 """
 from mmseg.datasets import BaseSegDataset, COCOStuffDataset
-from mmseg.registry import DATASETS, MODELS
+from mmseg.registry import DATASETS
 
-from ..modeling.vit import LayerNorm2d
 from .backbone import SAMIViT
 from .checkpoints import enable_weights_only_checkpoints
 from .layer_decay import SAMILayerDecayOptimWrapperConstructor
@@ -17,6 +16,7 @@ from .neck import SAMISimpleFPN
 COCO_THING_CLASSES = tuple(COCOStuffDataset.METAINFO['classes'][:80])
 
 
+@DATASETS.register_module()
 class SAMICocoSemanticDataset(BaseSegDataset):
     """``{split}/*.jpg`` with ``semantic/{split}/*.png``: 0 background, 1..80 COCO things, 255 ignore.
 
@@ -27,10 +27,6 @@ class SAMICocoSemanticDataset(BaseSegDataset):
     METAINFO = dict(classes=('background',) + COCO_THING_CLASSES)
 
 
-MODELS.register_module(module=SAMIViT)
-MODELS.register_module(module=SAMISimpleFPN)
-MODELS.register_module('LN2d', module=LayerNorm2d)
-DATASETS.register_module(module=SAMICocoSemanticDataset)
 enable_weights_only_checkpoints()
 
 __all__ = ['SAMIViT', 'SAMISimpleFPN', 'SAMILayerDecayOptimWrapperConstructor', 'SAMICocoSemanticDataset']

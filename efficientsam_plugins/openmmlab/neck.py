@@ -1,12 +1,14 @@
-"""The core simple feature pyramid as an OpenMMLab neck."""
+"""The core simple feature pyramid as an OpenMMLab neck (in mmengine's root MODELS, which mmdet and mmseg search)."""
 from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.registry import MODELS
 
 from ..modeling.simple_pyramid import SimpleFeaturePyramid
 
 
+@MODELS.register_module()
 class SAMISimpleFPN(nn.Module):
     """ViTDet's simple pyramid from the backbone's last map (strides 4/8/16/32); ``num_outs`` 5
     (detection) adds a max-pooled P6, 4 (segmentation) does not. ``backbone_channel``: the ViT width."""

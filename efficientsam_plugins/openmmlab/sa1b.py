@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine.registry import DATASETS, FUNCTIONS
 from torch.utils.data import Dataset
 
 from ..evaluation.dataset import InstanceDataset, load_rgb_image, read_json
@@ -52,6 +53,7 @@ class _ImageEntry(NamedTuple):
     ann_path: Optional[str]  # SA-1B per-image JSON; None for COCO-format data
 
 
+@DATASETS.register_module()
 class SA1BDataset(Dataset):
     """Images with instance masks from an SA-1B folder (``data_root``) or a COCO/LVIS annotation file
     (``ann_file`` + ``img_dir``, non-crowd instances).
@@ -157,6 +159,7 @@ class SA1BDataset(Dataset):
                     data_samples=dict(sample, gt_masks=gt, annotation_ids=ann_ids, category_ids=cat_ids))
 
 
+@FUNCTIONS.register_module()
 def efficientsam_collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, List[Any]]:
     """Keeps images and samples as lists (masks per image differ in number); the data
     preprocessor stacks the images."""

@@ -1,6 +1,6 @@
 """SAMI (EfficientSAM's masked image pretraining) as an mmpretrain self-supervised algorithm, in
-mmpretrain's split: algorithm :class:`SAMI`, backbone ``SAMIViT``, neck ``SAMICrossAttnDecoder``,
-head :class:`SAMIHead` (loss ``SAMIReconstructionLoss``), target generators ``SAMTeacher`` /
+mmpretrain's split: algorithm :class:`SAMI`, backbone ``SAMIViT``, neck ``CrossAttentionDecoder``,
+head :class:`SAMIHead` (loss ``ReconstructionLoss``), target generators ``SAMTeacher`` /
 ``EfficientSAMTeacher``. The computation lives in :mod:`efficientsam_plugins.modeling.sami`; the teachers in
 :mod:`efficientsam_plugins.training.teachers`.
 """
@@ -22,10 +22,11 @@ from .transforms import TARGET_KEY
 
 TEACHER_MODES = ('online', 'cached')
 
-MODELS.register_module('SAMICrossAttnDecoder', module=CrossAttentionDecoder)
-MODELS.register_module('SAMIReconstructionLoss', module=ReconstructionLoss)
-MODELS.register_module('SAMTeacher', module=SAMTeacher)
-MODELS.register_module('EfficientSAMTeacher', module=EfficientSAMTeacher)
+# core classes (they import no toolbox), so registered by calls, under their own names
+MODELS.register_module(module=CrossAttentionDecoder)
+MODELS.register_module(module=ReconstructionLoss)
+MODELS.register_module(module=SAMTeacher)
+MODELS.register_module(module=EfficientSAMTeacher)
 
 
 @MODELS.register_module()
@@ -34,8 +35,8 @@ class SAMIHead(ProjectionHead):
 
     def __init__(self, in_channels: int = 512, out_channels: int = 256,
                  loss: Union[dict, nn.Module, None] = None) -> None:
-        """``loss`` defaults to ``dict(type='SAMIReconstructionLoss', criterion='mse')``."""
-        loss = loss or dict(type='SAMIReconstructionLoss', criterion='mse')
+        """``loss`` defaults to ``dict(type='ReconstructionLoss', criterion='mse')``."""
+        loss = loss or dict(type='ReconstructionLoss', criterion='mse')
         super().__init__(in_channels, out_channels, MODELS.build(loss) if isinstance(loss, dict) else loss)
 
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 import torch
 from mmengine.dist import get_rank
 from mmengine.logging import MessageHub
-from mmengine.registry import DATASETS, HOOKS, MODELS
+from mmengine.registry import HOOKS, MODELS
 
 from ..build import build_squeeze_sam
 from ..checkpoint import load_prefixed
@@ -27,8 +27,6 @@ from .finetune import PromptableTrainer
 from .hooks import EfficientSamExportHook
 from .whole_object import SqueezeSamSA1BDataset
 
-DATASETS.register_module(name='SqueezeSamSA1BDataset', module=SqueezeSamSA1BDataset)
-
 
 def squeeze_sam_decoder(model: SqueezeSam, images: torch.Tensor):
     """``decode`` of :func:`training_round` for SqueezeSAM with ``feed_previous_masks``: the images
@@ -43,7 +41,7 @@ def squeeze_sam_decoder(model: SqueezeSam, images: torch.Tensor):
     return per_image(decode_one)
 
 
-@MODELS.register_module(name='SqueezeSamTrainer')
+@MODELS.register_module()
 class SqueezeSamTrainer(PromptableTrainer):
     """Wraps :func:`build_squeeze_sam` (the exact inference model) for SAM-style training.
 
@@ -136,7 +134,7 @@ class SqueezeSamTrainer(PromptableTrainer):
                               teacher=teacher, teacher_weight=self.teacher_weight)
 
 
-@HOOKS.register_module(name='SqueezeSamExportHook')
+@HOOKS.register_module()
 class SqueezeSamExportHook(EfficientSamExportHook):
     """Writes ``<out_dir or work_dir>/<filename>`` (+ ``.config.json``) after training, loadable by
     :func:`build_squeeze_sam` and :class:`SqueezeSamPredictor`; the teacher is never part of it."""

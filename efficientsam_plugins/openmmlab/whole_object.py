@@ -1,5 +1,5 @@
 """SqueezeSAM's whole-object augmentations as registered mmengine transforms, and the SA-1B / COCO
-dataset that runs them (thin adapters over :mod:`efficientsam_plugins.models.squeeze_sam.augment`).
+dataset that runs them (thin adapters over :mod:`efficientsam_plugins.training.augment`).
 
 A training sample flows as ``dict(img=uint8 [3, H, W], gt_masks=bool [N, H, W], ...)`` (torch
 tensors throughout, so the masks never round-trip through numpy):
@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 from mmcv.transforms import BaseTransform
 from mmengine.dataset import Compose
-from mmengine.registry import TRANSFORMS
+from mmengine.registry import DATASETS, TRANSFORMS
 
 from ..training.augment import crop_masks, mask_box, merge_whole_objects, object_crop_box, sample_outlier_clicks
 from .sa1b import SA1BDataset, _ImageEntry, random_masks, resize_image, resize_masks
@@ -153,6 +153,7 @@ class PackPromptSample(BaseTransform):
         return dict(inputs=results['img'], data_samples=sample)
 
 
+@DATASETS.register_module()
 class SqueezeSamSA1BDataset(SA1BDataset):
     """:class:`SA1BDataset` whose training samples run ``pipeline`` (the transforms above).
 

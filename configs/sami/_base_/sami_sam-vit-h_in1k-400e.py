@@ -15,12 +15,12 @@ model = dict(
     teacher_mode='online',
     mask_ratio=0.75,
     backbone=dict(type='SAMIViT', arch='ti', img_size=224, patch_size=16, final_norm=True),
-    neck=dict(type='SAMICrossAttnDecoder', in_channels=192, embed_dim=512, depth=8, num_heads=16),
+    neck=dict(type='CrossAttentionDecoder', in_channels=192, embed_dim=512, depth=8, num_heads=16),
     head=dict(
         type='SAMIHead',
         in_channels=512,
         out_channels=256,
-        loss=dict(type='SAMIReconstructionLoss', criterion='mse')),
+        loss=dict(type='ReconstructionLoss', criterion='mse')),
     # The official sam_vit_h_4b8939.pth (a zoo name or a path). The paper does not state the
     # teacher's input size; this default runs it on the student's 224 views (a 14x14 map, the
     # student's grid, ~21x cheaper than 1024). ../sami_vit-*_sam-vit-h-1024px_in1k-400e.py run it at

@@ -7,7 +7,7 @@ _base_ = [
 custom_imports = dict(imports=['efficientsam_plugins.openmmlab.mmdet'], allow_failed_imports=False)
 
 image_size = (1024, 1024)
-norm_cfg = dict(type='LN2d', requires_grad=True)
+norm_cfg = dict(type='LayerNorm2d', requires_grad=True)
 
 # Training batches are padded to the 1024 square (LSJ crops are at most 1024) and so are test batches
 # (detectron2's square_pad=1024): the ViT always sees the 64x64 token grid its position embeddings and
