@@ -362,8 +362,8 @@ def test_eight_clients_at_once(server, tiny_config):
     peak = peak_rss_mb(pid)
     save_figures('concurrency.json', 'test_eight_clients_at_once',
                  f'tiny EfficientSAM config on seeded random weights, {CACHE_SIZE}-entry embedding cache, COCO '
-                 f'val2017 photos; wall time of the 8 clients together (client start included); peak RSS is the '
-                 f'server process\'s VmHWM over the whole test module',
+                 f'val2017 photos; wall time of the 8 clients together (client start included); peak RSS: the '
+                 f'server process\'s VmHWM since it started (the browser test ran on it first)',
                  clients=len(users), calls=sum(map(len, users)), wall_s=round(wall, 1), server_peak_rss_mb=round(peak),
                  bound_mb=MEMORY_BOUND_MB)
     assert peak < MEMORY_BOUND_MB
