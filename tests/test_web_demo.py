@@ -179,6 +179,21 @@ def test_app_functions_match_the_predictor(tiny_config):
         assert not os.path.exists(os.path.join(app.workdir, session.id))
 
 
+def test_onnx_export_folder(tiny_config, tmp_path):
+    pytest.importorskip('onnxruntime', reason='the ONNX backend needs onnxruntime (pip install -e .[export])')
+    from efficientsam_plugins.build import build_model
+    from efficientsam_plugins.deploy import export_onnx, load_onnx_predictor
+    export_onnx(build_model(tiny_config, pretrained=False), str(tmp_path / 'onnx'), random_weights=True)
+    app = web_demo.App(web_demo.parse_args(['--onnx', str(tmp_path / 'onnx')]))
+    image = read_rgb(PHOTO)[:200, :300].copy()
+    session = web_demo.set_image(app, web_demo.Session(model_key=app.default_key), image)
+    web_demo.add_point(app, session, 120, 90)
+    reference = load_onnx_predictor(str(tmp_path / 'onnx'))
+    reference.set_image(image)
+    np.testing.assert_array_equal(session.masks, reference.predict(points=[[120, 90]])[0])
+    assert 'RANDOM WEIGHTS' in app.model(app.default_key).banner  # the export's manifest says so
+
+
 def test_benchmark_writes_the_click_latency(tiny_config, tmp_path):
     out = tmp_path / 'web_demo.json'
     argv = ['--model', tiny_config, '--random-weights', '--benchmark', str(out)]

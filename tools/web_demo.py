@@ -128,6 +128,9 @@ class App:
                 torch.manual_seed(args.seed)
                 try:
                     predictor, trained = load_predictor(options, what='masks of the web demo are')
+                    if key[0] == 'onnx':  # an export of random weights says so in its manifest
+                        from efficientsam_plugins.deploy.onnx_export import read_manifest
+                        trained = not read_manifest(key[1]).get('random_weights', False)
                 except (OSError, ValueError, ImportError) as err:
                     raise DemoError(f'cannot load {label}: {err}') from err
                 self.models[key] = LoadedModel(key, label, predictor, trained)
