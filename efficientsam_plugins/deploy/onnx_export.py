@@ -399,7 +399,8 @@ def check_request(family: str, contract: Optional[str], opset: int, quantize: Op
         raise ValueError(f"EfficientSAM exports to the {' or '.join(FAMILY_CONTRACTS[family])} contract, "
                          f'not {contract!r}')
     if opset not in SUPPORTED_OPSETS:
-        raise ValueError(f'opset {opset} is too low or too high for the {contract!r} contract: use '
+        problem = 'too low' if opset < SUPPORTED_OPSETS.start else "newer than torch's TorchScript exporter writes"
+        raise ValueError(f'opset {opset} is {problem} for the {contract!r} contract: use '
                          f'{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (LayerNormalization needs 17)')
     if quantize not in (None, 'int8'):
         raise ValueError(f'unknown quantization {quantize!r}; only int8 is supported')
@@ -609,25 +610,25 @@ def check_export(directory: str, int8: bool = False) -> Tuple[Dict[str, Any], Di
     missing = sorted(path for path in paths.values() if not os.path.isfile(path))
     if missing:
         raise FileNotFoundError(f'ONNX export {directory} is incomplete: missing {", ".join(missing)}')
-    import onnx
     expected = {'export_id': manifest['export_id'], 'architecture': manifest['architecture']}
     for file, path in ((os.path.basename(p), p) for p in paths.values()):
         if sha256_file(path) != manifest['sha256'][file]:
-            stamp = _read_stamp(onnx, path)
+            stamp = _read_stamp(path)
             origin = ('it comes from another export' if stamp is not None and stamp.get('export_id') !=
                       manifest['export_id'] else 'it was changed after the export')
             mismatch = '' if stamp is None or stamp.get('architecture') == manifest['architecture'] else (
                 f' (its architecture {stamp.get("architecture")} is not the folder\'s {manifest["architecture"]})')
             raise ValueError(f'{path} does not match {os.path.join(directory, MANIFEST_FILE)}: its sha256 differs, '
                              f'{origin}{mismatch}; re-export the folder')
-        if _read_stamp(onnx, path) != expected:
+        if _read_stamp(path) != expected:
             raise ValueError(f'{path} does not carry the export id and architecture recorded in '
                              f'{os.path.join(directory, MANIFEST_FILE)}; re-export the folder')
     return manifest, paths
 
 
-def _read_stamp(onnx, path: str) -> Optional[Dict[str, Any]]:
-    """The export stamp in a graph's metadata (without loading its weights), or None."""
+def _read_stamp(path: str) -> Optional[Dict[str, Any]]:
+    """The export stamp in a graph's metadata (:func:`_stamp`), or None."""
+    import onnx
     graph_model = onnx.load(path, load_external_data=False)
     for entry in graph_model.metadata_props:
         if entry.key == METADATA_KEY:
