@@ -95,14 +95,48 @@ def _check_count(name: str, value: Any, minimum: int) -> None:
 
 
 class AutomaticMaskGenerator:
-    """Masks for everything in an image from a grid of point prompts (SAM's parameters).
+    """Masks for everything in an image from a grid of point prompts, with SAM's parameters.
 
-    ``model_or_predictor``: an :class:`EfficientSam` model or any :class:`Predictor` (EfficientSAM,
-    SqueezeSAM, ...). ``coarse_points_per_side`` and ``coarse_iou_thresh`` (not in SAM) turn on the
-    coarse-to-fine mode.
-    Each record has SAM's fields: ``segmentation`` (per ``output_mode``), ``area``, ``bbox`` (XYWH,
-    SAM's convention w = x_max - x_min), ``predicted_iou``, ``point_coords``, ``stability_score``
-    and ``crop_box`` (XYWH).
+    Each record of :meth:`generate` has SAM's fields: ``segmentation`` (per ``output_mode``),
+    ``area``, ``bbox`` (XYWH, SAM's convention w = x_max - x_min), ``predicted_iou``,
+    ``point_coords``, ``stability_score`` and ``crop_box`` (XYWH).
+
+    Args:
+        model_or_predictor: an :class:`~efficientsam_plugins.modeling.efficient_sam.EfficientSam`
+            model (wrapped in an :class:`~efficientsam_plugins.predictor.EfficientSamPredictor`) or any
+            :class:`~efficientsam_plugins.predictor.Predictor` (EfficientSAM, SqueezeSAM, ONNX).
+        points_per_side: the grid is ``points_per_side x points_per_side`` points over the image (and
+            each crop); exactly one of it and ``point_grids`` is given.
+        points_per_batch: points decoded in one predictor call; more is faster and needs more memory.
+        pred_iou_thresh: keep masks whose predicted IoU is at least this, in [0, 1].
+        stability_score_thresh: keep masks whose stability score (the IoU of the mask thresholded at
+            ``mask_threshold - offset`` and at ``+ offset``) is at least this, in [0, 1].
+        stability_score_offset: the logit offset of the stability score.
+        box_nms_thresh: the box IoU above which non-maximum suppression drops the lower-scoring of
+            two masks of one crop, in [0, 1].
+        crop_n_layers: layers of image crops that are segmented again (layer ``i`` cuts the image
+            into ``2**i x 2**i`` overlapping crops); 0: the whole image only.
+        crop_nms_thresh: the box IoU of the non-maximum suppression between masks of different crops.
+        crop_overlap_ratio: the overlap of neighbouring crops, as a fraction of the image side in the
+            first crop layer (scaled down in the following ones).
+        crop_n_points_downscale_factor: layer ``i`` samples ``points_per_side / factor**i`` points
+            per side.
+        point_grids: explicit grids instead of ``points_per_side``: one ``[N, 2]`` array of (x, y) in
+            [0, 1] per crop layer.
+        min_mask_region_area: remove disconnected regions and fill holes smaller than this many
+            pixels (OpenCV); 0 keeps masks as decoded.
+        output_mode: ``'binary_mask'`` (bool ``HxW`` arrays), ``'uncompressed_rle'`` or
+            ``'coco_rle'`` (pycocotools' compressed RLE, for JSON).
+        coarse_points_per_side: not in SAM: decode a grid this coarse first, then only the points of
+            the ``points_per_side`` grid outside its confident masks (TinySAM's hierarchical mode).
+        coarse_iou_thresh: not in SAM: the predicted IoU from which a coarse mask counts as confident.
+
+    Raises:
+        TypeError: ``model_or_predictor`` is neither a model nor a predictor.
+        ValueError: for a value out of range, or both or neither of ``points_per_side`` and
+            ``point_grids``.
+        ImportError: for ``output_mode='coco_rle'`` without pycocotools or ``min_mask_region_area``
+            without OpenCV, at once rather than after the whole image is segmented.
     """
 
     def __init__(self, model_or_predictor, points_per_side: Optional[int] = 32, points_per_batch: int = 64,
@@ -172,11 +206,20 @@ class AutomaticMaskGenerator:
 
     @torch.no_grad()
     def generate(self, image, boxes: Optional[ArrayLike] = None, progress: bool = False) -> List[Dict[str, Any]]:
-        """Records (SAM's fields) of the masks of ``image`` (anything :meth:`Predictor.set_image`
-        takes), best first within each crop.
+        """The masks of everything in ``image``.
 
-        ``boxes`` ``[B, 4]`` (x1, y1, x2, y2 pixels, e.g. a detector's) replace the point grid: one
-        single-mask query per box, on the whole image. ``progress`` shows a tqdm bar of prompts.
+        Args:
+            image: anything :meth:`~efficientsam_plugins.predictor.Predictor.set_image` takes (uint8
+                ``HxWx3`` RGB, a PIL image, a tensor).
+            boxes: ``[B, 4]`` boxes (x1, y1, x2, y2 pixels, e.g. a detector's) instead of the point
+                grid: one single-mask query per box, on the whole image (no crops, no coarse grid).
+            progress: show a tqdm bar of the prompts decoded.
+
+        Returns:
+            One record (a dict with SAM's fields, see the class) per mask, best first within each crop.
+
+        Raises:
+            ValueError: for an empty image, malformed boxes, or boxes with crops or a coarse grid.
         """
         pixels = image_to_tensor(image)
         height, width = pixels.shape[1:]
