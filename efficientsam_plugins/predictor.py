@@ -24,8 +24,18 @@ PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def image_to_tensor(image) -> torch.Tensor:
-    """An ``HxWx3`` uint8 array, a PIL image, a uint8 ``[H, W, 3]`` / ``[3, H, W]`` or a float
-    ``[3, H, W]`` tensor in [0, 1] as float ``[3, H, W]`` in [0, 1]."""
+    """An image as the models take it.
+
+    Args:
+        image: an ``HxWx3`` uint8 RGB array, a PIL image, a uint8 ``[H, W, 3]`` / ``[3, H, W]`` tensor
+            or a float ``[3, H, W]`` tensor in [0, 1].
+
+    Returns:
+        Float ``[3, H, W]`` RGB in [0, 1].
+
+    Raises:
+        ValueError: naming what is wrong with the image (type, dtype, shape, range, NaN).
+    """
     if hasattr(image, 'convert') and hasattr(image, 'size'):  # PIL.Image without importing PIL
         image = np.asarray(image.convert('RGB'))
     if isinstance(image, np.ndarray):
@@ -58,8 +68,19 @@ def image_to_tensor(image) -> torch.Tensor:
 
 
 def as_prompt_tensor(value: ArrayLike, name: str) -> torch.Tensor:
-    """``value`` as a float tensor; a ValueError naming ``name`` where numpy or torch would raise
-    errors that do not say which argument was wrong (strings, ragged lists, objects)."""
+    """A prompt argument as a float tensor.
+
+    Args:
+        value: an array, tensor or (nested) list of numbers.
+        name: the argument's name for error messages.
+
+    Returns:
+        The values as a float tensor.
+
+    Raises:
+        ValueError: naming ``name`` where numpy or torch would raise errors that do not say which
+            argument was wrong (strings, ragged lists, objects, NaN).
+    """
     if not isinstance(value, torch.Tensor):
         try:
             array = np.asarray(value)
@@ -80,7 +101,16 @@ class Predictor(ABC):
 
     Backends implement :meth:`_set_image` and :meth:`_decode`, and may set the class attributes
     (``device``: where :meth:`_decode`'s inputs go; ``supports_negative_points``: whether the model
-    was built with a negative-click input, so label 0 is accepted) or override :meth:`upsample`."""
+    was built with a negative-click input, so label 0 is accepted) or override :meth:`upsample`.
+
+    Args:
+        max_queries_per_batch: queries decoded in one backend call; a larger :meth:`predict` is
+            decoded in chunks of this many.
+        precision: compute precision, ``'fp32'``, ``'bf16'`` or ``'fp16'`` (outputs are float32).
+
+    Raises:
+        ValueError: for an unknown precision or a batch size that is not a positive int.
+    """
 
     model_name = 'model'
     supports_negative_points = False
@@ -114,15 +144,30 @@ class Predictor(ABC):
         2/3 box corners) on :attr:`device` to ``(low-res logits [Q, M, h, w], iou [Q, M])``."""
 
     def upsample(self, low_res_logits: torch.Tensor) -> torch.Tensor:
-        """Logits ``[Q, M, h, w]`` at the original image size (bicubic, as the official models)."""
+        """Low-resolution logits at the original image size (bicubic, as the official models).
+
+        Args:
+            low_res_logits: ``[Q, M, h, w]`` logits from :meth:`decode_low_res`.
+
+        Returns:
+            ``[Q, M, H, W]`` logits at the size of the image of :meth:`set_image`.
+        """
         return F.interpolate(low_res_logits, self.original_size, mode='bicubic')
 
     def reset_image(self) -> None:
+        """Forgets the image of :meth:`set_image` (and what the backend kept of it)."""
         self.original_size = None
 
     @torch.no_grad()
     def set_image(self, image) -> None:
-        """Prepares ``image`` (see :func:`image_to_tensor`) for the queries that follow."""
+        """Prepares an image for the queries that follow (EfficientSAM embeds it here).
+
+        Args:
+            image: anything :func:`image_to_tensor` takes (uint8 ``HxWx3`` RGB, a PIL image, a tensor).
+
+        Raises:
+            ValueError: for an image :func:`image_to_tensor` refuses, or an empty one.
+        """
         tensor = image_to_tensor(image)
         if 0 in tensor.shape:
             raise ValueError(f'image is empty: shape {tuple(tensor.shape)}')
@@ -131,8 +176,24 @@ class Predictor(ABC):
         self.original_size = (tensor.shape[1], tensor.shape[2])
 
     def prepare_prompts(self, points=None, point_labels=None, boxes=None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The arguments of :meth:`predict` as validated ``[Q, N, 2]`` points (box corners first) and
-        ``[Q, N]`` labels for :meth:`decode_low_res`, which callers that batch their own queries use."""
+        """The prompts of :meth:`predict`, validated, as the point prompts the models take.
+
+        Callers that batch their own queries (the automatic mask generator) use it with
+        :meth:`decode_low_res`.
+
+        Args:
+            points: as :meth:`predict`.
+            point_labels: as :meth:`predict`.
+            boxes: as :meth:`predict`.
+
+        Returns:
+            ``(points [Q, N, 2], labels [Q, N])`` in original-image pixels, a query's box corners
+            (labels 2 and 3) before its points.
+
+        Raises:
+            ValueError: for a malformed prompt, one outside the image, labels the model does not know,
+                or more points per query than the model takes.
+        """
         if points is None and point_labels is not None:
             raise ValueError('point_labels given without points')
         parts = []  # (coordinates [Q, n, 2], labels [Q, n])
@@ -189,8 +250,19 @@ class Predictor(ABC):
     @torch.no_grad()
     def decode_low_res(self, prompts: torch.Tensor, labels: torch.Tensor,
                        multimask_output: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Prompts from :meth:`prepare_prompts` to float32 ``(low-res logits [Q, M, h, w], iou [Q, M])``
-        in one backend call (the caller bounds Q), with nothing upsampled."""
+        """Decodes prepared prompts in one backend call (the caller bounds Q), upsampling nothing.
+
+        Args:
+            prompts: ``[Q, N, 2]`` points from :meth:`prepare_prompts`.
+            labels: ``[Q, N]`` labels from :meth:`prepare_prompts`.
+            multimask_output: three candidates per query (True) or one.
+
+        Returns:
+            Float32 ``(low-res logits [Q, M, h, w], predicted IoU [Q, M])``.
+
+        Raises:
+            RuntimeError: before :meth:`set_image`.
+        """
         if self.original_size is None:
             raise RuntimeError('call set_image(image) before predict()')
         with self._autocast():
@@ -202,7 +274,19 @@ class Predictor(ABC):
                       boxes: Optional[ArrayLike] = None, multimask_output: bool = True,
                       return_logits: bool = False,
                       best_only: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Like :meth:`predict`, returning tensors on :attr:`device`."""
+        """Like :meth:`predict`, returning tensors on :attr:`device`.
+
+        Args:
+            points: as :meth:`predict`.
+            point_labels: as :meth:`predict`.
+            boxes: as :meth:`predict`.
+            multimask_output: as :meth:`predict`.
+            return_logits: as :meth:`predict`.
+            best_only: as :meth:`predict`.
+
+        Returns:
+            ``(masks, iou_predictions, low_res_logits)`` as :meth:`predict`, as tensors.
+        """
         if self.original_size is None:
             raise RuntimeError('call set_image(image) before predict()')
         prompts, labels = self.prepare_prompts(points, point_labels, boxes)
@@ -230,21 +314,32 @@ class Predictor(ABC):
                 best_only: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for Q queries on the current image.
 
-        ``points`` ``[N, 2]`` (one query) / ``[Q, N, 2]`` and ``boxes`` ``[4]`` / ``[Q, 4]`` (x1, y1, x2,
-        y2) are pixels of the original image; with both, query ``i`` is box ``i`` plus point set ``i``
-        (a box counts as 2 of ``max_points_per_query``). ``point_labels``: 1 positive, 0 negative (only
-        where ``supports_negative_points``).
-        ``best_only`` keeps (and upsamples) only the candidate with the highest predicted IoU: the
-        mode for large batches, as the output is a third of the size.
-
         Memory: the outputs are allocated once and each chunk of ``max_queries_per_batch`` queries
         is written into them, so the peak is the outputs (Q x M x H x W bytes of masks, 4x that with
         ``return_logits``, plus Q x M x 256 x 256 x 4 bytes of low-res logits) plus one chunk's float
         upsampling; 2,000 boxes on a 1072x603 image hold 3.6 GiB of masks, 1.2 GiB with ``best_only``.
 
-        Returns bool masks ``[Q, M, H, W]`` at the original resolution (logits with ``return_logits``),
-        iou predictions ``[Q, M]`` and low-res logits ``[Q, M, h, w]``; M = 3, or 1 without
-        ``multimask_output`` or with ``best_only``.
+        Args:
+            points: ``[N, 2]`` (one query) or ``[Q, N, 2]`` (x, y) pixels of the original image; with
+                ``boxes`` too, query ``i`` is box ``i`` plus point set ``i`` (a box counts as 2 of
+                ``max_points_per_query``).
+            point_labels: ``[N]`` / ``[Q, N]``: 1 positive, 0 negative (only where
+                ``supports_negative_points``); None: all positive.
+            boxes: ``[4]`` or ``[Q, 4]`` (x1, y1, x2, y2) pixels of the original image.
+            multimask_output: three candidate masks per query (True) or one.
+            return_logits: float logits instead of bool masks.
+            best_only: keep (and upsample) only the candidate with the highest predicted IoU: the
+                mode for large batches, as the output is a third of the size.
+
+        Returns:
+            ``(masks, iou_predictions, low_res_logits)`` as numpy arrays: bool masks ``[Q, M, H, W]``
+            at the original resolution (logits with ``return_logits``), predicted IoU ``[Q, M]`` and
+            low-res logits ``[Q, M, h, w]``; M = 3, or 1 without ``multimask_output`` or with
+            ``best_only``.
+
+        Raises:
+            ValueError: for a prompt :meth:`prepare_prompts` refuses.
+            RuntimeError: before :meth:`set_image`.
         """
         masks, scores, low_res = self.predict_torch(points, point_labels, boxes, multimask_output,
                                                     return_logits, best_only)
@@ -253,9 +348,17 @@ class Predictor(ABC):
 
 
 class EfficientSamPredictor(Predictor):
-    """Embeds the image once in :meth:`set_image`; all queries of a :meth:`predict` call share that
+    """The predictor of an EfficientSAM model.
+
+    Embeds the image once in :meth:`set_image`; all queries of a :meth:`predict` call share that
     embedding (it is never copied per query) and are decoded in chunks of ``max_queries_per_batch``.
-    Negative clicks (label 0) are accepted when the model was built with ``negative_points``."""
+    Negative clicks (label 0) are accepted when the model was built with ``negative_points``.
+
+    Args:
+        model: the :class:`~efficientsam_plugins.modeling.efficient_sam.EfficientSam` (put in eval mode).
+        max_queries_per_batch: queries per decoder call.
+        precision: compute precision, ``'fp32'``, ``'bf16'`` or ``'fp16'``.
+    """
 
     model_name = 'EfficientSAM'
 
@@ -270,9 +373,11 @@ class EfficientSamPredictor(Predictor):
 
     @property
     def device(self) -> torch.device:
+        """The device of the model."""
         return self.model.pixel_mean.device
 
     def reset_image(self) -> None:
+        """Forgets the image and its embedding."""
         super().reset_image()
         self.image_embedding = None
 
@@ -287,13 +392,20 @@ class EfficientSamPredictor(Predictor):
 
 
 class SqueezeSamPredictor(Predictor):
-    """Keeps the resized, normalised image from :meth:`set_image`; every query runs the whole
+    """The predictor of a SqueezeSAM model (or its int8 form).
+
+    Keeps the resized, normalised image from :meth:`set_image`; every query runs the whole
     network on its own fused input, ``max_queries_per_batch`` queries at a time (activation memory
     grows with that number: about 0.13 GB per query at 512x512, measured on CPU).
 
     ``multimask_output=False`` returns the candidate with the highest predicted IoU: SqueezeSAM
     drops SAM's single-mask token. Label-0 points are accepted only when the model was built with
     ``negative_click_channel``.
+
+    Args:
+        model: the :class:`~efficientsam_plugins.modeling.squeeze_sam.SqueezeSam` (put in eval mode).
+        max_queries_per_batch: queries per network call.
+        precision: compute precision, ``'fp32'``, ``'bf16'`` or ``'fp16'``.
     """
 
     model_name = 'SqueezeSAM'
@@ -308,9 +420,11 @@ class SqueezeSamPredictor(Predictor):
 
     @property
     def device(self) -> torch.device:
+        """The device of the model."""
         return self.model.early_fusion.pixel_mean.device
 
     def reset_image(self) -> None:
+        """Forgets the image and its resized copy."""
         super().reset_image()
         self.image = None
 
