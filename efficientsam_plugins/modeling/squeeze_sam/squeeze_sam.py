@@ -31,11 +31,25 @@ _CONFIG_NAMES = ('base', 'squeezesam', 'squeeze_sam')
 
 
 class SqueezeSam(nn.Module):
-    """Promptable segmentation model; images are float ``[B, 3, H, W]`` RGB in [0, 1].
+    """SqueezeSAM, the promptable segmentation model; images are float ``[B, 3, H, W]`` RGB in [0, 1].
 
-    ``negative_click_channel`` / ``previous_mask_channel`` add input channels (label-0 clicks; the
-    previous prediction) that the official model lacks; with them off (the default) label-0 points
-    are ignored as upstream ignores them.
+    The prompts are fused into the input (early fusion) and every query runs the whole UNet. Build
+    it with :func:`efficientsam_plugins.build.build_squeeze_sam` (or ``build_model``).
+
+    Args:
+        encoder_image_size: the side of the square network input.
+        encoder_patch_size: the patch size of the patch embedding.
+        encoder_patch_embed_dim: the patch embedding's channels.
+        encoder_unet_conv_dims: channels of the UNet levels, top to bottom (each level halves the grid).
+        decoder_transformer_depth: blocks of the bottom transformer.
+        decoder_transformer_mlp_dim: MLP width of the bottom transformer.
+        decoder_num_heads: attention heads of the bottom transformer.
+        num_multimask_outputs: candidate masks per query.
+        iou_head_depth: layers of the IoU prediction head.
+        iou_head_hidden_dim: width of the IoU prediction head.
+        negative_click_channel: an input channel of label-0 clicks, which the official model lacks
+            (without it label-0 points are ignored, as upstream ignores them).
+        previous_mask_channel: an input channel of the previous prediction (iterative clicking).
     """
 
     mask_threshold: float = 0.0
@@ -61,18 +75,31 @@ class SqueezeSam(nn.Module):
 
     @property
     def img_size(self) -> int:
+        """The side of the square network input."""
         return self.early_fusion.image_size
 
     @property
     def negative_click_channel(self) -> bool:
+        """Whether the model has the negative-click input channel (label 0)."""
         return self.early_fusion.negative_click_channel
 
     @property
     def previous_mask_channel(self) -> bool:
+        """Whether the model has the previous-mask input channel."""
         return self.early_fusion.previous_mask_channel
 
     def preprocess(self, batched_images: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` in [0, 1] to the resized, normalised ``[B, 3, S, S]`` network image."""
+        """The network image: resized to the square input and normalised.
+
+        Args:
+            batched_images: ``[B, 3, H, W]`` RGB in [0, 1].
+
+        Returns:
+            ``[B, 3, S, S]``.
+
+        Raises:
+            ValueError: for images that are not ``[B, 3, H, W]``.
+        """
         if batched_images.ndim != 4 or batched_images.shape[1] != 3:
             raise ValueError(f'batched_images must be [B, 3, H, W], got {tuple(batched_images.shape)}')
         return self.early_fusion.preprocess(batched_images)
@@ -80,9 +107,23 @@ class SqueezeSam(nn.Module):
     def predict_masks(self, images: torch.Tensor, batched_points: torch.Tensor,
                       batched_point_labels: torch.Tensor, input_h: int, input_w: int,
                       previous_masks: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Preprocessed ``[B, 3, S, S]`` images (:meth:`preprocess`), ``[B, Q, N, 2]`` (x, y) pixels of
-        the ``input_h x input_w`` originals and ``[B, Q, N]`` labels (1 point, 2/3 box corners, -1
-        padding; 0 negative) to (low-res logits ``[B, Q, M, S/p, S/p]``, IoU ``[B, Q, M]``)."""
+        """Masks of prompts on preprocessed images, one network pass per query.
+
+        Args:
+            images: ``[B, 3, S, S]`` from :meth:`preprocess`.
+            batched_points: ``[B, Q, N, 2]`` (x, y) pixels of the ``input_h x input_w`` originals.
+            batched_point_labels: ``[B, Q, N]``: 1 point, 2/3 box corners, -1 padding, 0 negative.
+            input_h: the height of the original images.
+            input_w: their width.
+            previous_masks: ``[B, Q, h, w]`` logits (any size) of the previous prediction, for the
+                previous-mask channel (None: empty).
+
+        Returns:
+            ``(low-res logits [B, Q, M, S/p, S/p], iou_predictions [B, Q, M])``.
+
+        Raises:
+            ValueError: for prompts of the wrong shape.
+        """
         check_prompts(images, batched_points, batched_point_labels)
         b, nq = batched_points.shape[:2]
         fused = self.early_fusion(images, batched_points, batched_point_labels, input_h, input_w, previous_masks)
@@ -95,8 +136,19 @@ class SqueezeSam(nn.Module):
     def forward(self, batched_images: torch.Tensor, batched_points: torch.Tensor,
                 batched_point_labels: torch.Tensor, scale_to_original_image_size: bool = True,
                 previous_masks: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Images and prompts to (mask logits ``[B, Q, M, H, W]``, bicubic from the low-res ones
-        unless ``scale_to_original_image_size=False``, and IoU predictions ``[B, Q, M]``)."""
+        """Images and prompts to masks, as the official model's call.
+
+        Args:
+            batched_images: ``[B, 3, H, W]`` RGB in [0, 1].
+            batched_points: ``[B, Q, N, 2]`` (x, y) pixels of the images.
+            batched_point_labels: ``[B, Q, N]`` labels (see :meth:`predict_masks`).
+            scale_to_original_image_size: upsample the logits (bicubic) to ``H x W``.
+            previous_masks: as :meth:`predict_masks`.
+
+        Returns:
+            ``(mask_logits [B, Q, M, H, W], iou_predictions [B, Q, M])`` (low-res logits without
+            ``scale_to_original_image_size``).
+        """
         input_h, input_w = batched_images.shape[-2:]
         logits, iou = self.predict_masks(self.preprocess(batched_images), batched_points, batched_point_labels,
                                          input_h, input_w, previous_masks)
@@ -107,8 +159,19 @@ class SqueezeSam(nn.Module):
 
 
 def resolve_config(config: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
-    """A full architecture config from ``'base'`` or a dict of the official constructor's
-    arguments (plus ``negative_click_channel`` / ``previous_mask_channel``)."""
+    """A full SqueezeSAM architecture config.
+
+    Args:
+        config: ``'base'`` or a dict of the official constructor's arguments (plus
+            ``negative_click_channel`` / ``previous_mask_channel``) overriding :data:`BASE_CONFIG`.
+
+    Returns:
+        Every key of :data:`BASE_CONFIG`, checked.
+
+    Raises:
+        ValueError: for an unknown name or key, a value of the wrong kind, or more UNet levels than
+            the patch grid can halve.
+    """
     if isinstance(config, str):
         if config.lower() not in _CONFIG_NAMES:
             raise ValueError(f"unknown SqueezeSAM config {config!r}; expected 'base' or a dict")
