@@ -10,8 +10,15 @@ from .transformer import MLPBlock, TwoWayTransformer, hypernetwork_masks
 class MaskDecoder(nn.Module):
     """Predicts ``num_multimask_outputs`` masks (plus a single-mask token) and their IoUs.
 
-    ``iou_head_depth`` counts the IoU head's hidden layers (the official builder passes its config's
-    ``iou_head_depth - 1``); ``upscaling_layer_dims`` are the channels of the 2x upscaling stages.
+    Args:
+        transformer_dim: channels of the image embedding and the tokens.
+        transformer: the two-way transformer between prompt tokens and the image embedding.
+        num_multimask_outputs: candidate masks per query (a single-mask token is added when > 1).
+        iou_head_depth: hidden layers of the IoU head (the official builder passes its config's
+            ``iou_head_depth - 1``).
+        iou_head_hidden_dim: width of the IoU head.
+        upscaling_layer_dims: channels of the 2x upscaling stages of the image embedding.
+        activation: the activation of the upscaling and the heads.
     """
 
     def __init__(self, *, transformer_dim: int, transformer: TwoWayTransformer,
@@ -38,8 +45,17 @@ class MaskDecoder(nn.Module):
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                 sparse_prompt_embeddings: torch.Tensor,
                 multimask_output: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``[B, C, h, w]`` embeddings (one per image), ``[1, C, h, w]`` positional code and ``[B, Q, N, C]``
-        prompt tokens to ``(masks [B*Q, M, 4h, 4w], iou [B*Q, M])``, M = 1 without ``multimask_output``."""
+        """Masks and predicted IoUs of prompt tokens.
+
+        Args:
+            image_embeddings: ``[B, C, h, w]``, one per image.
+            image_pe: ``[1, C, h, w]`` positional code of the embedding grid.
+            sparse_prompt_embeddings: ``[B, Q, N, C]`` prompt tokens.
+            multimask_output: the ``num_multimask_outputs`` candidates (True) or the single-mask one.
+
+        Returns:
+            ``(masks [B*Q, M, 4h, 4w], iou [B*Q, M])``, M = 1 without ``multimask_output``.
+        """
         masks, iou_pred = self.predict_all_masks(image_embeddings, image_pe, sparse_prompt_embeddings)
         selected = slice(1, None) if multimask_output and self.num_multimask_outputs > 1 else slice(0, 1)
         return masks[:, selected], iou_pred[:, selected]
@@ -47,7 +63,16 @@ class MaskDecoder(nn.Module):
     def predict_all_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                           sparse_prompt_embeddings: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`forward`, with the masks and IoUs of every mask token (single-mask first): both
-        heads from one transformer pass (the ONNX decoder graph returns both)."""
+        heads from one transformer pass (the ONNX decoder graph returns both).
+
+        Args:
+            image_embeddings: as :meth:`forward`.
+            image_pe: as :meth:`forward`.
+            sparse_prompt_embeddings: as :meth:`forward`.
+
+        Returns:
+            ``(masks [B*Q, T, 4h, 4w], iou [B*Q, T])`` for all T mask tokens.
+        """
         b, nq = sparse_prompt_embeddings.shape[:2]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.expand(b, nq, -1, -1), sparse_prompt_embeddings], dim=2)

@@ -16,7 +16,11 @@ from .common import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, 
 
 
 class PositionEmbeddingRandom(nn.Module):
-    """Positional encoding with random spatial frequencies (Tancik et al.)."""
+    """Positional encoding with random spatial frequencies (Tancik et al.).
+
+    Args:
+        num_pos_feats: frequencies; codes have ``2 * num_pos_feats`` channels (sine and cosine).
+    """
 
     def __init__(self, num_pos_feats: int) -> None:
         super().__init__()
@@ -29,7 +33,14 @@ class PositionEmbeddingRandom(nn.Module):
         return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
 
     def forward(self, size: Tuple[int, int]) -> torch.Tensor:
-        """Code of the centre of every cell of an ``(h, w)`` grid: ``[C, h, w]``."""
+        """The code of the centre of every cell of a grid.
+
+        Args:
+            size: the grid's ``(h, w)``.
+
+        Returns:
+            ``[C, h, w]`` codes.
+        """
         h, w = size
         device = self.positional_encoding_gaussian_matrix.device
         ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
@@ -38,14 +49,29 @@ class PositionEmbeddingRandom(nn.Module):
         return self._encode(grid).permute(2, 0, 1)
 
     def forward_with_coords(self, coords: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
-        """Code of pixel coordinates ``[..., 2]`` (x, y) in an image of ``(h, w)``."""
+        """The code of pixel coordinates.
+
+        Args:
+            coords: ``[..., 2]`` (x, y) pixels.
+            image_size: the image's ``(h, w)``.
+
+        Returns:
+            ``[..., C]`` codes.
+        """
         scale = coords.new_tensor([1.0 / image_size[1], 1.0 / image_size[0]])
         return self._encode((coords * scale).float())
 
 
 class PromptEncoder(nn.Module):
-    """Sparse prompt embeddings of ``[..., N, 2]`` points with ``[..., N]`` labels (-1, 1, 2, 3; 0
-    with ``negative_points``)."""
+    """Sparse prompt embeddings of points with labels (-1 padding, 1 point, 2/3 box corners; 0
+    negative point with ``negative_points``).
+
+    Args:
+        embed_dim: channels of the embeddings (the decoder's width).
+        image_embedding_size: ``(h, w)`` of the image embedding grid.
+        input_image_size: ``(H, W)`` of the model's input image, whose pixels the points are.
+        negative_points: add the negative-click embedding (label 0) the released models lack.
+    """
 
     def __init__(self, embed_dim: int, image_embedding_size: Tuple[int, int],
                  input_image_size: Tuple[int, int], negative_points: bool = False) -> None:
@@ -62,6 +88,7 @@ class PromptEncoder(nn.Module):
 
     @property
     def supports_negative_points(self) -> bool:
+        """Whether label 0 (a negative click) has an embedding."""
         return self.negative_point_embeddings is not None
 
     def get_dense_pe(self) -> torch.Tensor:
@@ -69,7 +96,15 @@ class PromptEncoder(nn.Module):
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
     def forward(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Points in input-image pixels (the model's square input) to ``[..., N, C]`` embeddings."""
+        """Embeds prompt points.
+
+        Args:
+            coords: ``[..., N, 2]`` (x, y) pixels of the model's square input.
+            labels: ``[..., N]`` labels.
+
+        Returns:
+            ``[..., N, C]`` embeddings.
+        """
         embedding = self.pe_layer.forward_with_coords(coords + 0.5, self.input_image_size)
         labels = labels[..., None]
         tables = [(LABEL_PADDING, self.invalid_points), (LABEL_POINT, self.point_embeddings),
