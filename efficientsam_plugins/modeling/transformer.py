@@ -14,7 +14,15 @@ from .attention import dot_product_attention
 
 
 class MLPBlock(nn.Module):
-    """``num_layers`` x (Linear + activation) then a Linear ``fc`` (official parameter names)."""
+    """``num_layers`` x (Linear + activation) then a Linear ``fc`` (official parameter names).
+
+    Args:
+        input_dim: input features.
+        hidden_dim: width of the hidden layers.
+        output_dim: output features.
+        num_layers: hidden layers (Linear + activation) before ``fc``.
+        act: the activation.
+    """
 
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int,
                  act: Type[nn.Module] = nn.GELU) -> None:
@@ -25,12 +33,22 @@ class MLPBlock(nn.Module):
         self.fc = nn.Linear(hidden_dim, output_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[..., input_dim]`` to ``[..., output_dim]``."""
         return self.fc(self.layers(x))
 
 
 def hypernetwork_masks(mlps: Sequence[nn.Module], tokens: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """Mask ``i`` is ``mlps[i](tokens[:, i])`` dotted with every pixel: ``[n, M, C]``, ``[n, c, h, w]``
-    -> ``[n, M, h, w]`` (the hypernetwork heads of SAM's mask decoders)."""
+    """The hypernetwork heads of SAM's mask decoders: mask ``i`` is ``mlps[i](tokens[:, i])`` dotted
+    with every pixel's features.
+
+    Args:
+        mlps: one MLP per mask token, ``C`` to ``c`` features.
+        tokens: ``[n, M, C]`` mask tokens.
+        features: ``[n, c, h, w]`` upscaled image features.
+
+    Returns:
+        ``[n, M, h, w]`` mask logits.
+    """
     n, c, h, w = features.shape
     weights = torch.stack([mlp(tokens[:, i]) for i, mlp in enumerate(mlps)], dim=1)
     return (weights @ features.view(n, c, h * w)).view(n, -1, h, w)
@@ -42,6 +60,11 @@ class TwoWayAttention(nn.Module):
     Inputs are ``[B, Q, T, C]``; ``shared`` names the input that is one set per image (query axis
     1) for all Q queries: ``'keys'`` (k and v), ``'queries'`` (q) or None. Callers know it from the
     model's structure, so no path depends on Q and a graph traced with one Q holds for every Q.
+
+    Args:
+        embedding_dim: channels of the inputs and the output.
+        num_heads: attention heads.
+        downsample_rate: the q/k/v projections map to ``embedding_dim // downsample_rate`` channels.
     """
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
@@ -74,6 +97,17 @@ class TwoWayAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 shared: Optional[str] = None) -> torch.Tensor:
+        """Attention of ``q`` to ``k``/``v``.
+
+        Args:
+            q: ``[B, Q, T, C]`` queries (``[B, 1, T, C]`` when ``shared='queries'``).
+            k: ``[B, Q, S, C]`` keys (``[B, 1, S, C]`` when ``shared='keys'``).
+            v: values, shaped as ``k``.
+            shared: which input is one set per image: ``'keys'``, ``'queries'`` or None.
+
+        Returns:
+            ``[B, Q, T, C]``: per query, whichever input was shared.
+        """
         b, nq, t = q.shape[:3]
         if shared == 'queries':
             # The einsums broadcast the shared image tokens instead of copying them per query.
@@ -109,7 +143,17 @@ class TwoWayAttention(nn.Module):
 
 
 class TwoWayAttentionBlock(nn.Module):
-    """Token self-attention, token-to-image, MLP, image-to-token (each with a post-norm)."""
+    """Token self-attention, token-to-image, MLP, image-to-token (each with a post-norm).
+
+    Args:
+        embedding_dim: channels of tokens and image features.
+        num_heads: attention heads.
+        mlp_dim: width of the MLP.
+        activation: the MLP's activation.
+        attention_downsample_rate: the cross-attentions' q/k/v width reduction.
+        skip_first_layer_pe: do not add the positional code to the queries of the self-attention
+            (the first block).
+    """
 
     def __init__(self, embedding_dim: int, num_heads: int, mlp_dim: int,
                  activation: Type[nn.Module] = nn.GELU, attention_downsample_rate: int = 2,
@@ -127,7 +171,18 @@ class TwoWayAttentionBlock(nn.Module):
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
                 key_pe: Optional[torch.Tensor], image_shared: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``image_shared``: ``keys`` are ``[B, 1, HW, C]``, one set per image; the result is per query."""
+        """One block.
+
+        Args:
+            queries: ``[B, Q, N, C]`` prompt tokens.
+            keys: ``[B, Q, HW, C]`` image tokens (``[B, 1, HW, C]`` with ``image_shared``).
+            query_pe: the tokens' positional code, shaped as ``queries``.
+            key_pe: ``[B, 1, HW, C]`` positional code of the image tokens, or None.
+            image_shared: ``keys`` are one set per image; the result is per query.
+
+        Returns:
+            ``(queries [B, Q, N, C], keys [B, Q, HW, C])``.
+        """
         if not self.skip_first_layer_pe:
             queries = queries + query_pe
         queries = self.norm1(queries + self.self_attn(queries, queries, queries))
@@ -143,7 +198,16 @@ class TwoWayAttentionBlock(nn.Module):
 
 
 class TwoWayTransformer(nn.Module):
-    """Prompt tokens and image tokens attending to each other, then a final token-to-image step."""
+    """Prompt tokens and image tokens attending to each other, then a final token-to-image step.
+
+    Args:
+        depth: two-way blocks.
+        embedding_dim: channels of tokens and image features.
+        num_heads: attention heads.
+        mlp_dim: width of the blocks' MLPs.
+        activation: the MLPs' activation.
+        attention_downsample_rate: the cross-attentions' q/k/v width reduction.
+    """
 
     def __init__(self, depth: int, embedding_dim: int, num_heads: int, mlp_dim: int,
                  activation: Type[nn.Module] = nn.GELU, attention_downsample_rate: int = 2) -> None:
@@ -158,10 +222,18 @@ class TwoWayTransformer(nn.Module):
     def forward(self, image_embedding: torch.Tensor, image_pe: Optional[torch.Tensor],
                 point_embedding: torch.Tensor,
                 num_output_tokens: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``image_embedding`` ``[B, C, h, w]`` (one per image, never tiled per query), ``image_pe``
-        ``[1, C, h, w]`` or None (SqueezeSAM), ``point_embedding`` ``[B, Q, N, C]`` to ``(queries
-        [B, Q, N', C], keys [B, Q, h*w, C])``; ``N' = num_output_tokens`` when given (only they go
-        through the final attention: the decoder reads nothing else)."""
+        """Runs the transformer.
+
+        Args:
+            image_embedding: ``[B, C, h, w]``, one per image (never tiled per query).
+            image_pe: ``[1, C, h, w]`` positional code, or None (SqueezeSAM).
+            point_embedding: ``[B, Q, N, C]`` prompt tokens.
+            num_output_tokens: keep only the first this many tokens through the final attention
+                (the decoder reads nothing else); None: all N.
+
+        Returns:
+            ``(queries [B, Q, N', C], keys [B, Q, h*w, C])``, ``N' = num_output_tokens`` when given.
+        """
         keys = image_embedding.flatten(2).transpose(1, 2)[:, None]
         key_pe = None if image_pe is None else image_pe.flatten(2).transpose(1, 2)[:, None]
         queries = point_embedding
