@@ -9,7 +9,7 @@ from functools import partial
 
 from efficientsam_plugins.detectron2.lr_decay import vit_lr_decay_rate
 
-from .sami_b_coco import model, optimizer, train
+from .sami_b_coco import dataloader, lr_multiplier, model, optimizer, train
 
 model.backbone.net.arch = 'ti'
 train.output_dir = 'work_dirs/detectron2/sami_ti_coco'

@@ -16,7 +16,7 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.layers import ShapeSpec
 
 from .common.coco_lsj import lsj_test_augmentations, lsj_train_augmentations
-from .sami_ti_coco import dataloader, model, train
+from .sami_ti_coco import dataloader, lr_multiplier, model, optimizer, train
 
 _REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 DATA_ROOT = os.environ.get('SAMI_SMOKE_DATA_ROOT', os.path.join(_REPO_ROOT, 'data', 'coco_mini'))

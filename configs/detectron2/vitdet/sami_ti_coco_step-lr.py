@@ -3,7 +3,7 @@ lr 1e-4 (ViTDet's, at 64 images per iteration), 250 warm-up iterations, lr x0.1 
 26/27 of training. For comparisons with ViTDet/MAE baselines trained that way.
 """
 from .common.schedule import vitdet_step_lr_multiplier
-from .sami_ti_coco import optimizer, train
+from .sami_ti_coco import dataloader, model, optimizer, train
 
 train.output_dir = 'work_dirs/detectron2/sami_ti_coco_step-lr'
 optimizer.lr = 1e-4
