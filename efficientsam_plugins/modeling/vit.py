@@ -38,7 +38,12 @@ def vit_arch(name: str) -> Dict[str, int]:
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of a ``[B, C, H, W]`` map (SAM's neck)."""
+    """LayerNorm over the channels of a ``[B, C, H, W]`` map (SAM's neck).
+
+    Args:
+        num_channels: C.
+        eps: added to the variance.
+    """
 
     def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -47,6 +52,7 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, C, H, W]`` normalised over C."""
         mean = x.mean(1, keepdim=True)
         var = (x - mean).pow(2).mean(1, keepdim=True)
         x = (x - mean) / torch.sqrt(var + self.eps)
@@ -54,13 +60,18 @@ class LayerNorm2d(nn.Module):
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: drops the whole residual branch per sample while training."""
+    """Stochastic depth: drops the whole residual branch per sample while training.
+
+    Args:
+        drop_prob: the probability of dropping a sample's branch.
+    """
 
     def __init__(self, drop_prob: float = 0.0) -> None:
         super().__init__()
         self.drop_prob = drop_prob
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, ...]`` with whole samples zeroed (the rest rescaled) while training."""
         if self.drop_prob == 0.0 or not self.training:
             return x
         keep = 1.0 - self.drop_prob
@@ -68,21 +79,36 @@ class DropPath(nn.Module):
         return x * mask / keep
 
     def extra_repr(self) -> str:
+        """The drop probability, for ``repr``."""
         return f'drop_prob={self.drop_prob}'
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping patches to a ``[B, C, H/p, W/p]`` map."""
+    """Non-overlapping patches to a ``[B, C, H/p, W/p]`` map.
+
+    Args:
+        patch_size: p.
+        in_chans: input channels.
+        embed_dim: C.
+    """
 
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, in_chans, H, W]`` to ``[B, C, H/p, W/p]``."""
         return self.proj(x)
 
 
 class Mlp(nn.Module):
+    """The transformer block's MLP: Linear, GELU, Linear.
+
+    Args:
+        dim: input and output features.
+        hidden_dim: hidden features.
+    """
+
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
@@ -90,11 +116,24 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[..., dim]`` to ``[..., dim]``."""
         return self.fc2(self.act(self.fc1(x)))
 
 
 def resize_abs_pos(pos_embed: torch.Tensor, has_cls_token: bool, hw: Tuple[int, int]) -> torch.Tensor:
-    """Absolute position embedding ``[1, (1+)S*S, C]`` resized (bicubic) to ``[1, H, W, C]``."""
+    """An absolute position embedding resized (bicubic) to a token grid.
+
+    Args:
+        pos_embed: ``[1, (1+)S*S, C]``, a square grid (after a cls slot with ``has_cls_token``).
+        has_cls_token: the first position is a cls token's (dropped).
+        hw: the ``(H, W)`` token grid.
+
+    Returns:
+        ``[1, H, W, C]``.
+
+    Raises:
+        ValueError: for positions that are not a square grid.
+    """
     if has_cls_token:
         pos_embed = pos_embed[:, 1:]
     size = math.isqrt(pos_embed.shape[1])
@@ -108,7 +147,15 @@ def resize_abs_pos(pos_embed: torch.Tensor, has_cls_token: bool, hw: Tuple[int, 
 
 
 def resize_rel_pos(rel_pos: torch.Tensor, length: int) -> torch.Tensor:
-    """A relative-position table ``[L, C]`` linearly resized to ``length`` rows."""
+    """A relative-position table linearly resized.
+
+    Args:
+        rel_pos: ``[L, C]`` table.
+        length: the rows wanted.
+
+    Returns:
+        ``[length, C]``.
+    """
     if rel_pos.shape[0] == length:
         return rel_pos
     return F.interpolate(rel_pos.t()[None], size=length, mode='linear')[0].t()
@@ -116,8 +163,17 @@ def resize_rel_pos(rel_pos: torch.Tensor, length: int) -> torch.Tensor:
 
 def rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
                  hw: Tuple[int, int]) -> torch.Tensor:
-    """Decomposed relative-position bias (MViTv2/ViTDet) of self-attention over an ``(h, w)`` grid:
-    ``q`` ``[B, heads, h*w, C]`` to an additive attention mask ``[B, heads, h*w, h*w]``."""
+    """Decomposed relative-position bias (MViTv2/ViTDet) of self-attention over a token grid.
+
+    Args:
+        q: ``[B, heads, h*w, C]`` queries.
+        rel_pos_h: ``[Lh, C]`` table of vertical offsets (resized to ``2h - 1`` rows).
+        rel_pos_w: ``[Lw, C]`` table of horizontal offsets.
+        hw: the ``(h, w)`` grid.
+
+    Returns:
+        ``[B, heads, h*w, h*w]`` additive attention bias.
+    """
     h, w = hw
 
     def table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:  # [size (query), size (key), C]
@@ -132,7 +188,18 @@ def rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tens
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with an optional decomposed relative-position bias."""
+    """Multi-head self-attention with an optional decomposed relative-position bias.
+
+    Args:
+        dim: channels.
+        num_heads: attention heads (must divide ``dim``).
+        qkv_bias: biases in the q/k/v projection.
+        use_rel_pos: add the decomposed relative-position bias.
+        rel_pos_size: the ``(h, w)`` grid the relative-position tables are sized for.
+
+    Raises:
+        ValueError: when ``num_heads`` does not divide ``dim``.
+    """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, use_rel_pos: bool = False,
                  rel_pos_size: Optional[Tuple[int, int]] = None) -> None:
@@ -148,7 +215,15 @@ class Attention(nn.Module):
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_pos_size[1] - 1, dim // num_heads))
 
     def forward(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-        """``x`` is ``[B, N, C]``; ``hw`` is the token grid, needed for relative positions."""
+        """Self-attention over a token sequence.
+
+        Args:
+            x: ``[B, N, C]`` tokens.
+            hw: the ``(h, w)`` grid of the N tokens, needed for relative positions.
+
+        Returns:
+            ``[B, N, C]``.
+        """
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         bias = rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, hw).to(q.dtype) if self.use_rel_pos else None
@@ -157,7 +232,15 @@ class Attention(nn.Module):
 
 
 def window_partition(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
-    """``[B, H, W, C]`` to ``[B*nW, window*window, C]`` windows, zero-padding H and W."""
+    """Non-overlapping windows of a token grid, zero-padding H and W to multiples of the window.
+
+    Args:
+        x: ``[B, H, W, C]`` tokens.
+        window: the window side.
+
+    Returns:
+        ``(windows [B*nW, window*window, C], padded (Hp, Wp))``.
+    """
     b, h, w, c = x.shape
     pad_h, pad_w = (window - h % window) % window, (window - w % window) % window
     if pad_h or pad_w:
@@ -169,7 +252,17 @@ def window_partition(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Tuple[
 
 def window_unpartition(windows: torch.Tensor, window: int, padded_hw: Tuple[int, int],
                        hw: Tuple[int, int]) -> torch.Tensor:
-    """Inverse of :func:`window_partition`, dropping the padding."""
+    """The inverse of :func:`window_partition`, dropping the padding.
+
+    Args:
+        windows: ``[B*nW, window*window, C]``.
+        window: the window side.
+        padded_hw: the padded ``(Hp, Wp)`` :func:`window_partition` returned.
+        hw: the original ``(H, W)``.
+
+    Returns:
+        ``[B, H, W, C]`` tokens.
+    """
     (hp, wp), (h, w) = padded_hw, hw
     b = windows.shape[0] // ((hp // window) * (wp // window))
     x = windows.view(b, hp // window, wp // window, window, window, -1)
@@ -178,7 +271,18 @@ def window_unpartition(windows: torch.Tensor, window: int, padded_hw: Tuple[int,
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block; ``window_size > 0`` gives ViTDet window attention."""
+    """Pre-norm transformer block; ``window_size > 0`` gives ViTDet window attention.
+
+    Args:
+        dim: channels.
+        num_heads: attention heads.
+        mlp_ratio: the MLP's hidden width over ``dim``.
+        qkv_bias: biases in the q/k/v projection.
+        drop_path: stochastic-depth probability.
+        window_size: window side of window attention; 0: global attention.
+        use_rel_pos: add the decomposed relative-position bias.
+        grid_size: the token grid of global attention (sizes its relative-position tables).
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path: float = 0.0, window_size: int = 0, use_rel_pos: bool = False,
@@ -193,7 +297,17 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` is a ``[B, H, W, C]`` token grid, or a ``[B, N, C]`` sequence (global attention)."""
+        """One block.
+
+        Args:
+            x: a ``[B, H, W, C]`` token grid, or a ``[B, N, C]`` sequence (plain global attention).
+
+        Returns:
+            ``x``'s shape.
+
+        Raises:
+            ValueError: for a sequence given to a window or relative-position block.
+        """
         y = self.norm1(x)
         if x.ndim == 3:
             if self.window_size or self.attn.use_rel_pos:
@@ -214,12 +328,31 @@ class Block(nn.Module):
 class ViT(nn.Module):
     """Plain ViT with optional window attention, relative positions, SAM neck and final norm.
 
-    ``arch`` is a name of :func:`vit_arch` or a dict of ``embed_dim``, ``depth``, ``num_heads``.
-    ``img_size`` sets the grid of the relative-position tables; any input divisible by the patch
-    size runs. The absolute position embedding is stored at ``pretrain_img_size`` (224: 14x14 plus
-    a cls slot, as EfficientSAM/MAE store it) and interpolated to the input grid. ``neck_dims``
-    adds SAM's neck; as in the official encoder, both its convs output ``neck_dims[0]`` channels.
-    ``with_cp``: activation checkpointing of every block while training.
+    Any input divisible by the patch size runs. The absolute position embedding is stored at
+    ``pretrain_img_size`` (224: 14x14 plus a cls slot, as EfficientSAM/MAE store it) and
+    interpolated to the input grid.
+
+    Args:
+        arch: a name of :func:`vit_arch` or a dict of ``embed_dim``, ``depth``, ``num_heads``.
+        img_size: the input size the relative-position tables are sized for.
+        patch_size: the patch side.
+        in_chans: input channels.
+        mlp_ratio: the MLPs' hidden width over the embedding width.
+        qkv_bias: biases in the q/k/v projections.
+        drop_path_rate: stochastic depth, rising linearly to this over the blocks.
+        pretrain_img_size: the input size the absolute position embedding is stored at.
+        pretrain_use_cls_token: the stored position embedding has a cls slot.
+        window_size: window side of window attention; 0: global attention in every block.
+        global_attn_indexes: blocks with global attention when ``window_size`` is set.
+        use_rel_pos: decomposed relative-position bias in every block.
+        neck_dims: SAM's neck (as in the official encoder, both its convs output ``neck_dims[0]``
+            channels); None: no neck.
+        final_norm: a LayerNorm after the last block.
+        with_cp: activation checkpointing of every block while training.
+
+    Raises:
+        ValueError: for an unknown arch name, an image size the patch size does not divide, or
+            global attention indexes outside the blocks.
     """
 
     def __init__(self, arch: Union[str, Dict[str, int]] = 'ti', img_size: int = 224,
@@ -281,7 +414,17 @@ class ViT(nn.Module):
         return x if self.norm is None else self.norm(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``[B, 3, H, W]`` to the position-embedded token grid ``[B, H/p, W/p, C]``."""
+        """Patch embedding plus position embedding.
+
+        Args:
+            x: images ``[B, in_chans, H, W]``.
+
+        Returns:
+            The token grid ``[B, H/p, W/p, C]``.
+
+        Raises:
+            ValueError: for input that is not ``[B, in_chans, H, W]``.
+        """
         if x.ndim != 4 or x.shape[1] != self.patch_embed.proj.in_channels:
             raise ValueError(f'expected images [B, {self.patch_embed.proj.in_channels}, H, W], '
                              f'got {tuple(x.shape)}')
@@ -292,20 +435,41 @@ class ViT(nn.Module):
         return x + resize_abs_pos(self.pos_embed, self.pretrain_use_cls_token, x.shape[1:3])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images to the last block's features ``[B, C, H/p, W/p]`` (final norm, no neck)."""
+        """The last block's features (after the final norm, before the neck).
+
+        Args:
+            x: images ``[B, in_chans, H, W]``.
+
+        Returns:
+            ``[B, C, H/p, W/p]``.
+        """
         return self._run_blocks(self.embed(x)).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images to ``[B, C, H/p, W/p]``: the neck's output when there is a neck."""
+        """The encoder's output.
+
+        Args:
+            x: images ``[B, in_chans, H, W]``.
+
+        Returns:
+            ``[B, C, H/p, W/p]``: the neck's output when there is a neck.
+        """
         x = self.forward_features(x)
         return self.neck(x) if self.neck is not None else x
 
     def forward_masked(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Runs only the visible tokens (MAE/SAMI encoder).
 
-        ``mask`` is bool ``[B, L]`` over the ``H/p * W/p`` tokens in raster order, True where masked,
-        with the same number of visible tokens per sample. Returns ``(features [B, N_visible, C],
-        ids_visible [B, N_visible])``, visible tokens in raster order.
+        Args:
+            x: images ``[B, in_chans, H, W]``.
+            mask: bool ``[B, L]`` over the ``H/p * W/p`` tokens in raster order, True where masked,
+                with the same number of visible tokens per sample.
+
+        Returns:
+            ``(features [B, N_visible, C], ids_visible [B, N_visible])``, visible tokens in raster order.
+
+        Raises:
+            ValueError: for a mask of the wrong shape or dtype, or unequal visible counts.
         """
         tokens = self.embed(x).flatten(1, 2)
         if mask.shape != tokens.shape[:2] or mask.dtype != torch.bool:
@@ -320,14 +484,25 @@ class ViT(nn.Module):
         return self._run_blocks(x), ids_visible
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """``(layer_id, num_layers)`` for layer-wise lr decay; see :func:`vit_layer_depth`."""
+        """``(layer_id, num_layers)`` for layer-wise lr decay, as :func:`vit_layer_depth`.
+
+        Args:
+            param_name: the parameter's full name.
+            prefix: the prefix of this ViT's parameters in that name.
+        """
         return vit_layer_depth(param_name, self.depth, prefix)
 
 
 def vit_layer_depth(param_name: str, depth: int, prefix: str = '') -> Tuple[int, int]:
     """``(layer_id, num_layers)`` of a ViT parameter for layer-wise lr decay (mmpretrain's convention):
     embeddings 0, block ``i`` ``i + 1``, everything else the last. Needs only the name and the depth,
-    so optimizers that see names alone (detectron2's lr-factor functions) share it."""
+    so optimizers that see names alone (detectron2's lr-factor functions) share it.
+
+    Args:
+        param_name: the parameter's full name.
+        depth: the ViT's blocks.
+        prefix: the prefix of the ViT's parameters (a name without it is not the ViT's: the last layer).
+    """
     num_layers = depth + 2
     name = param_name[len(prefix):] if param_name.startswith(prefix) else ''
     if name.startswith(('pos_embed', 'patch_embed', 'cls_token')):
@@ -343,10 +518,24 @@ NO_WEIGHT_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
 def no_weight_decay(name: str, param: nn.Parameter) -> bool:
     """The weight-decay rule of every framework's optimizer: 1-D parameters (every norm's weight and
     bias, every bias) and position embeddings / tokens take none; relative-position tables do, as
-    in detectron2's and mmdet's ViTDet."""
+    in detectron2's and mmdet's ViTDet.
+
+    Args:
+        name: the parameter's name.
+        param: the parameter.
+
+    Returns:
+        True when the parameter takes no weight decay.
+    """
     return param.ndim == 1 or name.rsplit('.', 1)[-1] in NO_WEIGHT_DECAY_NAMES
 
 
 def layer_decay_scale(layer_id: int, num_layers: int, decay_rate: float) -> float:
-    """lr factor of a layer: the last layer (heads, neck) keeps 1, each earlier one x decay_rate."""
+    """The lr factor of a layer: the last layer (heads, neck) keeps 1, each earlier one x decay_rate.
+
+    Args:
+        layer_id: the layer, from :func:`vit_layer_depth`.
+        num_layers: the layers, from :func:`vit_layer_depth`.
+        decay_rate: the factor per layer.
+    """
     return decay_rate ** (num_layers - 1 - layer_id)
