@@ -13,7 +13,11 @@ _EAGER = contextvars.ContextVar('efficientsam_plugins_eager_attention', default=
 
 @contextlib.contextmanager
 def eager_attention(enabled: bool = True) -> Iterator[None]:
-    """Within this context, attention is computed explicitly instead of by the fused kernel."""
+    """Within this context, attention is computed explicitly instead of by the fused kernel.
+
+    Args:
+        enabled: False restores the fused kernel within the context (e.g. to nest one).
+    """
     token = _EAGER.set(enabled)
     try:
         yield
@@ -23,8 +27,18 @@ def eager_attention(enabled: bool = True) -> Iterator[None]:
 
 def dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Attention over ``[..., tokens, head_dim]`` tensors with an optional additive bias; under
-    ``torch.compile`` / ``torch.export`` always the fused kernel (dynamo cannot read a ContextVar)."""
+    """Scaled dot-product attention; under ``torch.compile`` / ``torch.export`` always the fused
+    kernel (dynamo cannot read a ContextVar).
+
+    Args:
+        q: ``[..., T, D]`` queries.
+        k: ``[..., S, D]`` keys.
+        v: ``[..., S, D]`` values.
+        bias: additive attention bias broadcastable to ``[..., T, S]``, or None.
+
+    Returns:
+        ``[..., T, D]``.
+    """
     if not torch.compiler.is_compiling() and _EAGER.get():
         attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
         if bias is not None:

@@ -9,8 +9,18 @@ from .vit import LayerNorm2d
 
 
 class SimpleFeaturePyramid(nn.Module):
-    """The pyramid levels from the last ViT feature map: each of ``scale_factors`` resizes it (4, 2, 1,
-    0.5: strides 4..32 for a stride-16 ViT); ``top_block`` adds a max-pooled half-size level (P6)."""
+    """The pyramid levels from the last ViT feature map.
+
+    Args:
+        in_channels: channels of the ViT feature map.
+        out_channels: channels of every level.
+        scale_factors: one level per factor, resizing the map (4, 2, 1, 0.5: strides 4..32 for a
+            stride-16 ViT).
+        top_block: add a max-pooled half-size level (P6).
+
+    Raises:
+        ValueError: for a scale factor other than 4, 2, 1 or 0.5.
+    """
 
     def __init__(self, in_channels: int, out_channels: int = 256,
                  scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5), top_block: bool = True) -> None:
@@ -34,7 +44,14 @@ class SimpleFeaturePyramid(nn.Module):
                 nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), LayerNorm2d(out_channels)))
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """``[B, C, H, W]`` to the levels, finest first."""
+        """The pyramid of a feature map.
+
+        Args:
+            x: ``[B, C, H, W]`` ViT features.
+
+        Returns:
+            The levels ``[B, out_channels, H * s, W * s]``, finest first (P6 last with ``top_block``).
+        """
         levels = [stage(x) for stage in self.stages]
         if self.top_block:
             levels.append(F.max_pool2d(levels[-1], kernel_size=1, stride=2))
