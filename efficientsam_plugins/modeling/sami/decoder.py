@@ -11,7 +11,20 @@ from ..vit import Attention, DropPath, Mlp
 
 def sincos_pos_embed_2d(grid_hw: Tuple[int, int], dim: int, device=None,
                         dtype=torch.float32) -> torch.Tensor:
-    """Fixed 2-D sine-cosine position embedding ``[H*W, dim]`` in raster order (MAE's)."""
+    """Fixed 2-D sine-cosine position embedding in raster order (MAE's).
+
+    Args:
+        grid_hw: the ``(H, W)`` token grid.
+        dim: channels (divisible by 4).
+        device: the embedding's device.
+        dtype: the embedding's dtype (computed in float64).
+
+    Returns:
+        ``[H*W, dim]``.
+
+    Raises:
+        ValueError: when 4 does not divide ``dim``.
+    """
     if dim % 4:
         raise ValueError(f'the sine-cosine position embedding needs a dim divisible by 4, got {dim}')
     quarter = dim // 4
@@ -26,7 +39,8 @@ class CrossAttention(Attention):
     """The core :class:`Attention` with queries and keys/values from different token sets: the
     first third of ``qkv`` projects the queries, the rest the keys and values."""
 
-    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Attention of ``queries`` ``[B, M, C]`` to the ``context`` tokens ``[B, N, C]``; returns ``[B, M, C]``."""
         b, m, c = queries.shape
         heads = self.num_heads
         weight_q, weight_kv = self.qkv.weight.split([c, 2 * c])
@@ -38,7 +52,15 @@ class CrossAttention(Attention):
 
 
 class CrossAttentionBlock(nn.Module):
-    """Pre-norm block whose queries (masked tokens) attend to visible + masked tokens."""
+    """Pre-norm block whose queries (masked tokens) attend to visible + masked tokens.
+
+    Args:
+        dim: channels.
+        num_heads: attention heads.
+        mlp_ratio: the MLP's hidden width over ``dim``.
+        qkv_bias: biases in the q/k/v projection.
+        drop_path: stochastic-depth probability.
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path: float = 0.0) -> None:
@@ -50,7 +72,15 @@ class CrossAttentionBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, queries: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        """``queries`` ``[B, M, C]`` updated; ``visible`` ``[B, N, C]`` only supplies keys/values."""
+        """One block.
+
+        Args:
+            queries: ``[B, M, C]`` masked tokens, updated.
+            visible: ``[B, N, C]`` visible tokens, which only supply keys and values.
+
+        Returns:
+            ``[B, M, C]``.
+        """
         context = self.norm1(torch.cat([visible, queries], dim=1))
         queries = queries + self.drop_path(self.attn(context[:, visible.shape[1]:].contiguous(), context))
         return queries + self.drop_path(self.mlp(self.norm2(queries)))
@@ -63,6 +93,18 @@ class CrossAttentionDecoder(nn.Module):
     keys and values are the visible tokens (the encoder's, projected to the decoder width) plus
     the masked tokens. Both are merged back into raster order and normalised. The paper uses
     ``embed_dim=512``, ``depth=8``.
+
+    Args:
+        in_channels: channels of the encoder's tokens.
+        embed_dim: the decoder's width.
+        depth: blocks (at least 1).
+        num_heads: attention heads.
+        mlp_ratio: the MLPs' hidden width over ``embed_dim``.
+        qkv_bias: biases in the q/k/v projections.
+        drop_path_rate: stochastic depth, rising linearly to this over the blocks.
+
+    Raises:
+        ValueError: for ``depth`` below 1.
     """
 
     def __init__(self, in_channels: int, embed_dim: int = 512, depth: int = 8, num_heads: int = 16,
@@ -91,9 +133,20 @@ class CrossAttentionDecoder(nn.Module):
 
     def forward(self, visible: torch.Tensor, ids_visible: torch.Tensor, mask: torch.Tensor,
                 grid_hw: Tuple[int, int]) -> torch.Tensor:
-        """Tokens of every position ``[B, H*W, embed_dim]`` in raster order, from the visible
-        tokens ``[B, N, in_channels]``, their raster positions ``[B, N]`` and the bool mask
-        ``[B, H*W]`` (True where masked, the same count per sample)."""
+        """The tokens of every position, decoded from the visible ones.
+
+        Args:
+            visible: ``[B, N, in_channels]`` the encoder's visible tokens.
+            ids_visible: ``[B, N]`` their raster positions.
+            mask: bool ``[B, H*W]``, True where masked (the same count per sample).
+            grid_hw: the ``(H, W)`` token grid.
+
+        Returns:
+            ``[B, H*W, embed_dim]`` in raster order, normalised.
+
+        Raises:
+            ValueError: for inputs whose shapes do not agree.
+        """
         b, n, c = visible.shape
         num_tokens = grid_hw[0] * grid_hw[1]
         if c != self.in_channels:

@@ -25,7 +25,14 @@ def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def splitmix64(x: torch.Tensor) -> torch.Tensor:
-    """The splitmix64 finaliser on int64 tensors (multiplication wraps around)."""
+    """The splitmix64 finaliser on int64 tensors (multiplication wraps around).
+
+    Args:
+        x: int64 tensor.
+
+    Returns:
+        Its hash, elementwise.
+    """
     x = x + _GOLDEN
     x = (x ^ _shift_right(x, 30)) * _MIX1
     x = (x ^ _shift_right(x, 27)) * _MIX2
@@ -33,6 +40,17 @@ def splitmix64(x: torch.Tensor) -> torch.Tensor:
 
 
 def check_mask_ratio(mask_ratio: float) -> float:
+    """A masking ratio, checked.
+
+    Args:
+        mask_ratio: the fraction of tokens masked.
+
+    Returns:
+        It as a float.
+
+    Raises:
+        ValueError: unless it lies strictly between 0 and 1.
+    """
     ratio = float(mask_ratio)
     if not 0.0 < ratio < 1.0:
         raise ValueError(f'mask_ratio must lie strictly between 0 and 1, got {mask_ratio}')
@@ -41,10 +59,21 @@ def check_mask_ratio(mask_ratio: float) -> float:
 
 def random_token_mask(sample_ids: torch.Tensor, step: int, num_tokens: int, mask_ratio: float,
                       seed: Union[int, torch.Tensor] = 0) -> torch.Tensor:
-    """Bool mask ``[B, num_tokens]``, True where masked, the same count per sample.
+    """Random token masks, the same count per sample, a pure function of the arguments.
 
-    ``sample_ids`` (int64 ``[B]``, e.g. dataset indices) and ``step`` (the global iteration) pick
-    the mask; ``seed`` may be an int64 scalar tensor so that it can live on the device.
+    Args:
+        sample_ids: int64 ``[B]``, e.g. dataset indices.
+        step: the global iteration.
+        num_tokens: tokens per image (at least 2).
+        mask_ratio: the fraction masked, strictly between 0 and 1 (at least one token stays visible
+            and one masked).
+        seed: an int, or an int64 scalar tensor so that it can live on the device.
+
+    Returns:
+        Bool ``[B, num_tokens]``, True where masked.
+
+    Raises:
+        ValueError: for fewer than 2 tokens, ``sample_ids`` that are not 1-D, or a bad ratio.
     """
     if num_tokens < 2:
         raise ValueError(f'masking needs at least 2 tokens per image, got {num_tokens}')
