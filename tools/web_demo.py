@@ -702,23 +702,27 @@ def build_page(app: App):
                 session.mode = chosen_mode
             return view(session)
 
-        image_in.change(on_image, [image_in, state], outputs, api_name='set_image')
-        result.select(on_select, [state, mode, negative], outputs, api_visibility='private')
-        add_point_button.click(on_point, [state, x, y, negative], outputs, api_name='add_point')
-        add_box_button.click(on_box, [state, x1, y1, x2, y2], outputs, api_name='add_box')
-        undo_button.click(on_undo, [state], outputs, api_name='undo')
-        clear_button.click(on_clear, [state], outputs, api_name='clear')
-        candidate.change(on_candidate, [state, candidate], outputs, api_name='select_candidate')
-        mode.change(on_mode, [state, mode], outputs, api_name='set_mode')
+        model_work = dict(concurrency_id='model')  # --concurrency bounds all model work together
+        image_in.change(on_image, [image_in, state], outputs, api_name='set_image', **model_work)
+        result.select(on_select, [state, mode, negative], outputs, api_visibility='private', **model_work)
+        add_point_button.click(on_point, [state, x, y, negative], outputs, api_name='add_point', **model_work)
+        add_box_button.click(on_box, [state, x1, y1, x2, y2], outputs, api_name='add_box', **model_work)
+        undo_button.click(on_undo, [state], outputs, api_name='undo', **model_work)
+        clear_button.click(on_clear, [state], outputs, api_name='clear', **model_work)
+        candidate.change(on_candidate, [state, candidate], outputs, api_name='select_candidate', **model_work)
+        mode.change(on_mode, [state, mode], outputs, api_name='set_mode', **model_work)
         everything_button.click(on_everything, [state, points_per_side, coarse, crop_layers, iou_thresh,
-                                                stability_thresh, nms_thresh], outputs, api_name='everything')
-        cutout_button.click(on_cutout, [state], outputs + [cutout_file], api_name='cutout')
-        cut_selected.click(on_cut_selected, [state], [cutout_file], api_name='cutout_selected')
+                                                stability_thresh, nms_thresh], outputs, api_name='everything',
+                                **model_work)
+        cutout_button.click(on_cutout, [state], outputs + [cutout_file], api_name='cutout', **model_work)
+        cut_selected.click(on_cut_selected, [state], [cutout_file], api_name='cutout_selected', **model_work)
         model_outputs = outputs + [banner, negative]
-        model.change(on_model, [state, model, precision], model_outputs, api_name='set_model')
-        precision.change(on_model, [state, model, precision], model_outputs, api_visibility='private')
-        load_onnx.click(on_model, [state, model, precision, onnx_dir], model_outputs, api_name='load_onnx')
-        api_button.click(on_segment, [state, api_image, api_prompts], [api_records, api_overlay], api_name='segment')
+        model.change(on_model, [state, model, precision], model_outputs, api_name='set_model', **model_work)
+        precision.change(on_model, [state, model, precision], model_outputs, api_visibility='private', **model_work)
+        load_onnx.click(on_model, [state, model, precision, onnx_dir], model_outputs, api_name='load_onnx',
+                        **model_work)
+        api_button.click(on_segment, [state, api_image, api_prompts], [api_records, api_overlay], api_name='segment',
+                         **model_work)
         page.load(lambda: model_view(Session(model_key=app.default_key)), None, [banner, negative],
                   api_visibility='private')
     page.queue(max_size=app.args.queue_size, default_concurrency_limit=app.args.concurrency)
@@ -736,7 +740,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              'EfficientSAM at 1024)')
     parser.add_argument('--queue-size', default=64, type=positive_int, help='requests waiting at most (default 64)')
     parser.add_argument('--concurrency', default=2, type=positive_int,
-                        help='requests of one kind running at once (default 2)')
+                        help='requests running at once, all actions together (default 2)')
     parser.add_argument('--max-pixels', default=4096 * 4096, type=positive_int,
                         help='largest image accepted, in pixels (default 4096x4096)')
     parser.add_argument('--benchmark', metavar='JSON', help='serve nothing: time the click-to-mask path of '
