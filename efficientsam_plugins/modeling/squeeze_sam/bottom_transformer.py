@@ -11,8 +11,15 @@ from ..transformer import TwoWayTransformer
 
 
 class BottomTransformer(nn.Module):
-    """``[n, C, h, w]`` bottom features to (IoU token ``[n, C]``, mask tokens ``[n, M + 1, C]``,
-    updated features ``[n, C, h, w]``)."""
+    """SAM's two-way transformer between the output tokens and the UNet's bottom features.
+
+    Args:
+        embedding_dim: channels of the bottom features and the tokens.
+        depth: two-way blocks.
+        num_heads: attention heads.
+        mlp_dim: width of the MLPs.
+        num_multimask_outputs: M (M + 1 mask tokens).
+    """
 
     def __init__(self, embedding_dim: int, depth: int, num_heads: int, mlp_dim: int,
                  num_multimask_outputs: int) -> None:
@@ -23,6 +30,8 @@ class BottomTransformer(nn.Module):
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, embedding_dim)
 
     def forward(self, features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``features`` ``[n, C, h, w]`` to (IoU token ``[n, C]``, mask tokens ``[n, M + 1, C]``,
+        updated features ``[n, C, h, w]``)."""
         n, c, h, w = features.shape
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens, output_tokens.new_zeros(1, c)])  # the empty prompt slot

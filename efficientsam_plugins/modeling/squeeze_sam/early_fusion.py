@@ -17,10 +17,19 @@ from ..common import LABEL_NEGATIVE, LABEL_POINT, PIXEL_MEAN, PIXEL_STD
 
 def click_disks(points: torch.Tensor, selected: torch.Tensor, size: int, radius: float) -> torch.Tensor:
     """Pixels ``(col, row)`` of a ``size x size`` grid with ``(col - x)^2 + (row - y)^2 <= radius^2``
-    for any selected point: ``[B, Q, N, 2]`` grid coordinates, ``[B, Q, N]`` bool -> bool ``[B, Q, size, size]``.
+    for any selected point.
 
     Each point scatters a ``(2 ceil(r) + 2)^2`` stencil around ``floor(x), floor(y)``; the distance
     test is the official float32 arithmetic, so the disks are bit-identical to it.
+
+    Args:
+        points: ``[B, Q, N, 2]`` grid coordinates.
+        selected: ``[B, Q, N]`` bool: the points drawn.
+        size: the grid side.
+        radius: the disk radius in grid pixels.
+
+    Returns:
+        Bool ``[B, Q, size, size]``.
     """
     b, nq, n = points.shape[:3]
     reach = math.ceil(radius)
@@ -39,7 +48,16 @@ def click_disks(points: torch.Tensor, selected: torch.Tensor, size: int, radius:
 
 
 def box_masks(top_left: torch.Tensor, bottom_right: torch.Tensor, size: int) -> torch.Tensor:
-    """Grid pixels inside the closed box ``[B, Q, 2]`` (x, y) corners -> bool ``[B, Q, size, size]``."""
+    """Grid pixels inside closed boxes.
+
+    Args:
+        top_left: ``[B, Q, 2]`` (x, y) corners.
+        bottom_right: ``[B, Q, 2]`` (x, y) corners.
+        size: the grid side.
+
+    Returns:
+        Bool ``[B, Q, size, size]``.
+    """
     grid = torch.arange(size, device=top_left.device, dtype=top_left.dtype)
     rows = (grid >= top_left[..., 1:2]) & (grid <= bottom_right[..., 1:2])
     cols = (grid >= top_left[..., 0:1]) & (grid <= bottom_right[..., 0:1])
@@ -55,6 +73,12 @@ class EarlyFusion(nn.Module):
     adds a channel with the label-0 disks (and no longer reads a leading negative click as a box
     corner); ``previous_mask_channel`` adds the previous prediction (logits > 0) for iterative
     refinement. Both change the input layout, so they need trained weights of their own.
+
+    Args:
+        image_size: S, the side of the square network input.
+        click_radius: radius of the click disks in input pixels.
+        negative_click_channel: add the channel of label-0 clicks.
+        previous_mask_channel: add the channel of the previous prediction.
     """
 
     def __init__(self, image_size: int, click_radius: float = 5.0, negative_click_channel: bool = False,
@@ -69,19 +93,32 @@ class EarlyFusion(nn.Module):
 
     @property
     def num_prompt_channels(self) -> int:
+        """The prompt channels drawn beside the image's 3."""
         return 2 + self.negative_click_channel + self.previous_mask_channel
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` in [0, 1] to the bilinearly resized (aspect ratio not kept), normalised
-        ``[B, 3, S, S]`` input."""
+        """``images`` ``[B, 3, H, W]`` in [0, 1] to the bilinearly resized (aspect ratio not kept),
+        normalised ``[B, 3, S, S]`` input."""
         images = F.interpolate(images, (self.image_size, self.image_size), mode='bilinear')
         return (images - self.pixel_mean) / self.pixel_std
 
     def prompt_channels(self, points: torch.Tensor, labels: torch.Tensor, input_h: int, input_w: int,
                         previous_masks: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``[B, Q, N, 2]`` (x, y) pixels of the ``input_h x input_w`` image and ``[B, Q, N]`` labels to
-        float ``[B, Q, C, S, S]``: box, positive clicks, [negative clicks], [previous mask].
-        ``previous_masks``: ``[B, Q, h, w]`` logits of any size (None: an empty mask)."""
+        """The prompt channels of each query.
+
+        Args:
+            points: ``[B, Q, N, 2]`` (x, y) pixels of the ``input_h x input_w`` image.
+            labels: ``[B, Q, N]`` labels.
+            input_h: the image's height.
+            input_w: the image's width.
+            previous_masks: ``[B, Q, h, w]`` logits of any size (None: an empty mask).
+
+        Returns:
+            Float ``[B, Q, C, S, S]``: box, positive clicks, [negative clicks], [previous mask].
+
+        Raises:
+            ValueError: for previous masks of the wrong shape, or given to a model without the channel.
+        """
         size = self.image_size
         # x * S / W in this order (not x * (S / W)): the official rounding, so disk edges agree exactly.
         points = torch.stack([torch.where(points[..., i] >= 0, points[..., i] * size / extent, -1.0)
@@ -114,7 +151,19 @@ class EarlyFusion(nn.Module):
 
     def forward(self, images: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, input_h: int,
                 input_w: int, previous_masks: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Preprocessed ``[B, 3, S, S]`` images and prompts to the network input ``[B*Q, 3 + C, S, S]``."""
+        """The network input of every query.
+
+        Args:
+            images: ``[B, 3, S, S]`` from :meth:`preprocess`.
+            points: as :meth:`prompt_channels`.
+            labels: as :meth:`prompt_channels`.
+            input_h: as :meth:`prompt_channels`.
+            input_w: as :meth:`prompt_channels`.
+            previous_masks: as :meth:`prompt_channels`.
+
+        Returns:
+            ``[B*Q, 3 + C, S, S]``.
+        """
         prompts = self.prompt_channels(points, labels, input_h, input_w, previous_masks)
         b, nq = prompts.shape[:2]
         fused = torch.cat([images[:, None].expand(b, nq, -1, -1, -1), prompts.to(images.dtype)], dim=2)

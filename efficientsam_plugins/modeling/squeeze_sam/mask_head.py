@@ -9,8 +9,18 @@ from ..transformer import MLPBlock, hypernetwork_masks
 
 
 class MaskHead(nn.Module):
-    """``M + 1`` mask tokens are trained, as in SAM; the official model drops the first mask (SAM's
-    single-mask output) and returns the other ``M``, so only those are computed here."""
+    """Masks and predicted IoUs from the bottom transformer's tokens.
+
+    ``M + 1`` mask tokens are trained, as in SAM; the official model drops the first mask (SAM's
+    single-mask output) and returns the other ``M``, so only those are computed here.
+
+    Args:
+        token_dim: channels of the tokens.
+        feature_dim: channels of the level-0 features.
+        num_multimask_outputs: M.
+        iou_head_depth: hidden layers of the IoU head.
+        iou_head_hidden_dim: width of the IoU head.
+    """
 
     def __init__(self, token_dim: int, feature_dim: int, num_multimask_outputs: int, iou_head_depth: int,
                  iou_head_hidden_dim: int) -> None:
@@ -23,6 +33,15 @@ class MaskHead(nn.Module):
 
     def forward(self, mask_tokens: torch.Tensor, iou_token: torch.Tensor,
                 features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``[n, M + 1, C]``, ``[n, C]``, ``[n, c, h, w]`` to (masks ``[n, M, h, w]``, IoU ``[n, M]``)."""
+        """Masks and predicted IoUs.
+
+        Args:
+            mask_tokens: ``[n, M + 1, C]``.
+            iou_token: ``[n, C]``.
+            features: ``[n, c, h, w]`` level-0 features.
+
+        Returns:
+            ``(masks [n, M, h, w], iou [n, M])``.
+        """
         masks = hypernetwork_masks(self.output_hypernetworks_mlps[1:], mask_tokens[:, 1:], features)
         return masks, self.iou_prediction_head(iou_token)[:, 1:]

@@ -12,7 +12,12 @@ from .unet_encoder import DoubleConv
 class LinearUpsample2x(nn.Module):
     """A 2x2 stride-2 transposed conv written as a per-pixel Linear to ``4 * out`` channels, ReLU,
     BatchNorm over those, then pixel shuffle (the official ``ConvTranspose2dUsingLinear``, kept
-    as a Linear so its weights load unchanged)."""
+    as a Linear so its weights load unchanged).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -20,6 +25,7 @@ class LinearUpsample2x(nn.Module):
         self.norm = nn.BatchNorm2d(4 * out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[n, in_channels, h, w]`` to ``[n, out_channels, 2h, 2w]``."""
         linear = self.upsampler_linear[0]
         x = self.upsampler_linear[1](F.conv2d(x, linear.weight[:, :, None, None], linear.bias))
         return F.pixel_shuffle(self.norm(x), 2)
@@ -27,7 +33,13 @@ class LinearUpsample2x(nn.Module):
 
 class Up(nn.Module):
     """Upsamples ``x1`` to half its channels, pads it to the skip ``x2``'s size, concatenates
-    ``[x2, x1]`` and applies a :class:`DoubleConv`."""
+    ``[x2, x1]`` and applies a :class:`DoubleConv`.
+
+    Args:
+        in_channels: channels of the coarser input ``x1``.
+        skip_channels: channels of the skip features ``x2``.
+        out_channels: output channels.
+    """
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -35,6 +47,8 @@ class Up(nn.Module):
         self.conv = DoubleConv(in_channels // 2 + skip_channels, out_channels)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """``x1`` ``[n, in_channels, h, w]`` joined with the skip ``x2`` ``[n, skip_channels, ~2h, ~2w]``
+        to ``[n, out_channels]`` at ``x2``'s size."""
         x1 = self.up(x1)
         dy, dx = x2.shape[2] - x1.shape[2], x2.shape[3] - x1.shape[3]
         if dy or dx:  # odd sizes on the way down
@@ -43,7 +57,12 @@ class Up(nn.Module):
 
 
 class UnetDecoder(nn.Module):
-    """The encoder's ``conv_dims`` in reverse: level ``i`` ends with ``conv_dims[i]`` channels."""
+    """The UNet's expanding path: the encoder's ``conv_dims`` in reverse.
+
+    Args:
+        conv_dims: the encoder's channels per level, finest first; level ``i`` ends with
+            ``conv_dims[i]`` channels.
+    """
 
     def __init__(self, conv_dims: Sequence[int]) -> None:
         super().__init__()
@@ -53,7 +72,15 @@ class UnetDecoder(nn.Module):
             for i in reversed(range(len(dims) - 1)))
 
     def forward(self, features: Sequence[torch.Tensor], bottom: torch.Tensor) -> torch.Tensor:
-        """Skip ``features`` (finest first, the bottom level excluded) and the bottom map to level 0."""
+        """Level 0's features.
+
+        Args:
+            features: the encoder's skip features, finest first, the bottom level excluded.
+            bottom: the bottom level's (transformer-updated) map.
+
+        Returns:
+            ``[n, conv_dims[0], h, w]`` at level 0's resolution.
+        """
         x = bottom
         for layer, skip in zip(self.unet_upscaling_layers, reversed(features)):
             x = layer(x, skip)

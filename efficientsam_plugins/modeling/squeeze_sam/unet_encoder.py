@@ -10,7 +10,13 @@ import torch.nn as nn
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch_size`` conv of the fused input, then a one-group GroupNorm."""
+    """Non-overlapping ``patch_size`` conv of the fused input, then a one-group GroupNorm.
+
+    Args:
+        patch_size: the patch side.
+        in_chans: input channels (image plus prompt channels).
+        patch_embed_dim: output channels.
+    """
 
     def __init__(self, patch_size: int, in_chans: int, patch_embed_dim: int) -> None:
         super().__init__()
@@ -18,11 +24,18 @@ class PatchEmbed(nn.Module):
                                   nn.GroupNorm(1, patch_embed_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[n, in_chans, S, S]`` to ``[n, patch_embed_dim, S/p, S/p]``."""
         return self.proj(x)
 
 
 class ConvReluNorm(nn.Module):
-    """``conv`` (a same-size conv and ReLU) then ``norm`` (BatchNorm)."""
+    """``conv`` (a same-size conv and ReLU) then ``norm`` (BatchNorm).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: the conv's (odd) kernel size.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
@@ -31,11 +44,17 @@ class ConvReluNorm(nn.Module):
         self.norm = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[n, in_channels, h, w]`` to ``[n, out_channels, h, w]``."""
         return self.norm(self.conv(x))
 
 
 class DoubleConv(nn.Module):
-    """Two :class:`ConvReluNorm` (3x3)."""
+    """Two :class:`ConvReluNorm` (3x3).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels (of both).
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -43,22 +62,34 @@ class DoubleConv(nn.Module):
                                          ConvReluNorm(out_channels, out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[n, in_channels, h, w]`` to ``[n, out_channels, h, w]``."""
         return self.double_conv(x)
 
 
 class Down(nn.Module):
-    """2x2 max-pooling then a :class:`DoubleConv`."""
+    """2x2 max-pooling then a :class:`DoubleConv`.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.maxpool_conv = nn.Sequential(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[n, in_channels, h, w]`` to ``[n, out_channels, h/2, w/2]``."""
         return self.maxpool_conv(x)
 
 
 class UnetEncoder(nn.Module):
-    """``conv_dims[i]`` channels at level ``i``; level 0 keeps the stem's resolution."""
+    """The UNet's contracting path; level 0 keeps the stem's resolution.
+
+    Args:
+        patch_embed_dim: channels of the stem's output.
+        conv_dims: channels of each level, finest first.
+    """
 
     def __init__(self, patch_embed_dim: int, conv_dims: Sequence[int]) -> None:
         super().__init__()
@@ -67,7 +98,14 @@ class UnetEncoder(nn.Module):
             + [Down(conv_dims[i], conv_dims[i + 1]) for i in range(len(conv_dims) - 1)])
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """The features of every level, finest first."""
+        """The features of every level.
+
+        Args:
+            x: ``[n, patch_embed_dim, h, w]`` the stem's output.
+
+        Returns:
+            ``[n, conv_dims[i], h / 2**i, w / 2**i]`` per level ``i``, finest first.
+        """
         features = []
         for layer in self.down_layers:
             x = layer(x)
