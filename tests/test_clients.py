@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -20,8 +21,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from conftest import EFFICIENTSAM_TINY, TEST_DATA, official_state_dict
 from PIL import Image
 
@@ -212,6 +211,7 @@ def test_anylabeling_runs_the_sam_contract(distribution, sam_contract, model, im
                   .splitlines())
     config = {key: json.loads(value) for key, value in config.items()}
     assert config['type'] == 'segment_anything' and (config['max_height'], config['max_width']) == SAM_CANVAS
+    assert re.fullmatch(r'[A-Za-z0-9._-]+', config['name'])  # X-AnyLabeling's custom-model name rule
     module = import_client_module(str(distribution.locate_file('')), 'anylabeling.services.auto_labeling.sam_onnx',
                                   monkeypatch)
     client = module.SegmentAnythingONNX(os.path.join(sam_contract, config['encoder_model_path']),
@@ -260,12 +260,8 @@ def test_opencv_dnn_runs_the_opencv_contract(model, image, tmp_path):
     seconds = time.perf_counter() - start
     predictor = EfficientSamPredictor(model)
     predictor.set_image(resized)
-    expected = []
-    for kind, prompt in PROMPTS:  # OpenCV resizes no cubic: the graph upsamples bilinearly, and so does this
-        on_input = (np.array(prompt, np.float32).reshape(-1, 2) * scale).reshape(-1).tolist()
-        _, _, low_res = predictor.predict(**(dict(boxes=[on_input]) if kind == 'box' else dict(points=[on_input])),
-                                          best_only=True)
-        expected.append(F.interpolate(torch.from_numpy(low_res), (size, size), mode='bilinear')[0, 0].numpy() >= 0)
+    expected = [best_mask(predictor, kind, (np.array(prompt, np.float32).reshape(-1, 2) * scale).reshape(-1).tolist())
+                for kind, prompt in PROMPTS]
     agree(f'opencv {cv2.__version__}', expected, masks, seconds)
 
 
