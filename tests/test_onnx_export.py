@@ -133,7 +133,7 @@ def test_graphs_equal_pytorch(exported, efficientsam, image, queries, points):
 
 def test_graph_contract(exported):
     """The official contract exactly: names, dtypes, output count and order; batch, query and point
-    axes symbolic (dynamic) where the official graph fixes the query count at export."""
+    axes all symbolic (dynamic)."""
     def dims(value):
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
