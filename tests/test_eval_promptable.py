@@ -271,6 +271,20 @@ def test_cli_bad_inputs_leave_no_output(tiny_checkpoint, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['images']
 
 
+def test_cli_says_plainly_when_the_weights_are_random(tiny_checkpoint, tmp_path, capsys):
+    _, config = tiny_checkpoint
+    out = tmp_path / 'miou.json'
+    assert load_tool('eval_promptable').main([
+        '--ann-file', os.path.join(COCO_MINI, 'annotations', 'instances_val2017.json'), '--img-dir',
+        os.path.join(COCO_MINI, 'val2017'), '--model', config, '--random-weights', '--max-images', '1',
+        '--prompts', 'box', '--out', str(out), '--no-progress']) == 0
+    printed = capsys.readouterr()
+    assert 'WARNING: running with RANDOM weights, so the mIoU figures below are meaningless' in printed.err
+    assert '(random weights: the mIoU figures above are meaningless)' in printed.out
+    settings = json.loads(out.read_text())['settings']
+    assert (settings['model'], settings['backend'], settings['trained']) == (config, 'torch', False)
+
+
 def test_cli_reports_errors_without_traceback(tmp_path):
     proc = run_tool('eval_promptable.py', '--ann-file', str(tmp_path / 'missing.json'), '--img-dir', str(tmp_path))
     assert proc.returncode == 1
