@@ -5,7 +5,9 @@ detectron2 LazyConfig (run by detectron2's trainer:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--cfg-options key=value ...] [--launcher none|pytorch]
 
-``--resume`` alone continues from the work dir's latest checkpoint. Multi-process:
+``--resume`` alone continues from the work dir's newest complete checkpoint (an incomplete one, from a
+run killed while writing it, is skipped with a warning naming it). Checkpoints are written to a
+temporary file and renamed, before older ones are removed. Multi-process:
 ``tools/dist_train.sh CONFIG N [args]``.
 """
 import argparse
@@ -28,7 +30,7 @@ def main(argv=None):
                                      '(--framework detectron2: from a detectron2 LazyConfig)')
     parser.add_argument('config', help='config file')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
-                        help='resume from CKPT, or from the latest checkpoint of the work dir')
+                        help='resume from CKPT, or from the newest complete checkpoint of the work dir')
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr to the real batch size (the config\'s auto_scale_lr)')

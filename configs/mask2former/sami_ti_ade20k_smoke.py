@@ -49,5 +49,5 @@ test_dataloader = val_dataloader
 max_iters = 40
 param_scheduler = [dict(type='PolyLR', eta_min=0, power=0.9, begin=0, end=max_iters, by_epoch=False)]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=max_iters, max_keep_ckpts=2))
 log_processor = dict(window_size=5)

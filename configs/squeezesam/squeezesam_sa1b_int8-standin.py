@@ -28,6 +28,6 @@ train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.01))
 param_scheduler = [dict(type='LinearLR', start_factor=1.0, end_factor=0.0, by_epoch=False, begin=0,
                         end=max_iters)]
-default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=max_iters, max_keep_ckpts=2))
 custom_hooks = [dict(type='SqueezeSamExportHook', filename='squeezesam_int8_standin.pt')]
 work_dir = 'work_dirs/squeezesam_sa1b_int8-standin'

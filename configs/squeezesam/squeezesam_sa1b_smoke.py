@@ -41,7 +41,7 @@ param_scheduler = [dict(type='LinearLR', start_factor=1.0, end_factor=0.0, by_ep
                         end=max_iters)]
 auto_scale_lr = dict(base_batch_size=2, enable=False)
 default_hooks = dict(logger=dict(interval=10), sampler_seed=None,
-                     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+                     checkpoint=dict(interval=max_iters, max_keep_ckpts=2))
 custom_hooks = [dict(type='SqueezeSamExportHook', filename='squeezesam_smoke.pt')]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 work_dir = 'work_dirs/squeezesam_sa1b_smoke'

@@ -50,5 +50,5 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=interval)
-default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=interval, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=interval, max_keep_ckpts=2))
 log_processor = dict(window_size=5)

@@ -3,8 +3,10 @@
 Nothing here names a toolbox: the registries come from the config's ``default_scope`` and its
 ``custom_imports``, so mmpretrain, mmdet and mmseg configs all go through the same code.
 """
+import glob
 import logging
 import os
+import re
 from typing import Optional, Sequence
 
 import torch
@@ -12,6 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 from ..checkpoint import check_checkpoint_file
+from . import hooks  # noqa: F401  (registers AtomicCheckpointHook, which load_config puts in place)
 from .checkpoints import enable_weights_only_checkpoints
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -48,11 +51,6 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
                   logger='current', level=logging.WARNING)
         cfg.optim_wrapper.type = 'OptimWrapper'
         cfg.optim_wrapper.pop('loss_scale', None)
-    if resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif resume is not None:
-        check_checkpoint_file(resume, 'checkpoint to resume from')
-        cfg.resume, cfg.load_from = True, resume
     if auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise ValueError(f'{config} has no auto_scale_lr = dict(base_batch_size=...) to enable')
@@ -69,6 +67,12 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
             type='MMDistributedDataParallel', broadcast_buffers=False), device_ids=None)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if resume is not None:  # after the options, which may move the work dir
+        cfg.load_from = resume_checkpoint(resume, cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if isinstance(hook, dict) and hook.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
+        hook['type'] = 'AtomicCheckpointHook'  # the last good checkpoint survives a killed save
     # mmengine builds collate_fn with functools.partial(fn, **cfg), not a registry, so the _scope_
     # that configs inherited as ``package::...`` attach would reach the function as an argument
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -76,6 +80,60 @@ def load_config(config: str, work_dir: Optional[str] = None, cfg_options: Option
         if isinstance(loader, dict) and isinstance(loader.get('collate_fn'), dict):
             loader['collate_fn'].pop('_scope_', None)
     return cfg
+
+
+CHECKPOINT_NAME = re.compile(r'(epoch|iter)_\d+\.pth')  # CheckpointHook's default filename_tmpl
+
+
+def newest_complete_checkpoint(folder: str) -> Optional[str]:
+    """The newest (by modification time) complete checkpoint that a run in ``folder`` saved: the one
+    its ``last_checkpoint`` names and the ``epoch_N.pth`` / ``iter_N.pth`` beside it; incomplete or
+    missing ones are skipped with a warning naming them. None when there is none."""
+    candidates = {path for path in glob.glob(os.path.join(glob.escape(folder), '*.pth'))
+                  if CHECKPOINT_NAME.fullmatch(os.path.basename(path))}
+    last = os.path.join(folder, 'last_checkpoint')
+    if os.path.isfile(last):
+        with open(last, encoding='utf-8') as stream:
+            named = stream.read().strip()
+        if named and not os.path.isfile(named):
+            _warn(f'{named}, named by {last}, does not exist; looking for the newest complete checkpoint')
+        elif named:
+            candidates.add(named)
+            candidates.update(path for path in glob.glob(os.path.join(glob.escape(os.path.dirname(named)), '*.pth'))
+                              if CHECKPOINT_NAME.fullmatch(os.path.basename(path)))
+    for path in sorted(candidates, key=lambda p: os.stat(p).st_mtime_ns, reverse=True):
+        try:
+            check_checkpoint_file(path)
+        except ValueError:
+            _warn(f'skipping {path}: an incomplete checkpoint (the run was stopped while writing it, or the '
+                  f'file was damaged)')
+            continue
+        return path
+    return None
+
+
+def resume_checkpoint(resume: str, work_dir: str) -> Optional[str]:
+    """What ``--resume`` resumes from: ``'auto'``, the newest complete checkpoint of ``work_dir``
+    (None: there is none, training starts afresh, with a warning); a path, that file, or where it is
+    incomplete the newest complete checkpoint beside it (with a warning naming both)."""
+    if resume == 'auto':
+        found = newest_complete_checkpoint(work_dir)
+        if found is None:
+            _warn(f'--resume: no complete checkpoint in {work_dir}; training from the start')
+        return found
+    try:
+        check_checkpoint_file(resume, 'checkpoint to resume from')
+    except ValueError as err:
+        found = newest_complete_checkpoint(os.path.dirname(os.path.abspath(resume)))
+        if found is None or os.path.samefile(found, resume):
+            raise ValueError(f'{err}; nor does its folder hold a complete checkpoint to resume from instead') from None
+        _warn(f'--resume {resume} is incomplete; resuming from {found}, the newest complete checkpoint beside it')
+        return found
+    return resume
+
+
+def _warn(message: str) -> None:
+    print_log(message, logger='current', level=logging.WARNING)
 
 
 def init_distributed(launcher: str, backend: Optional[str] = None) -> None:

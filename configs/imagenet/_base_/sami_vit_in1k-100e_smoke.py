@@ -73,5 +73,5 @@ auto_scale_lr = dict(enable=False)
 
 default_hooks = dict(
     logger=dict(interval=1),
-    checkpoint=dict(by_epoch=False, interval=4, max_keep_ckpts=1))
+    checkpoint=dict(by_epoch=False, interval=4, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False, window_size=1)
