@@ -217,8 +217,8 @@ def test_launcher_config_handling(tmp_path):
     cfg = load_config(smoke, cfg_options={'train_cfg.max_iters': 3})
     assert cfg.work_dir == os.path.join('work_dirs', 'sami_vit-tiny_sam-vit-h_in1k-400e_smoke')
     assert cfg.train_cfg.max_iters == 3 and '_scope_' not in cfg.train_dataloader.collate_fn
-    resumed = load_config(smoke, work_dir=str(tmp_path), resume='auto')
-    assert resumed.resume and resumed.load_from is None and resumed.work_dir == str(tmp_path)
+    resumed = load_config(smoke, work_dir=str(tmp_path), resume='auto')  # no checkpoint there yet: a fresh start
+    assert not resumed.resume and resumed.load_from is None and resumed.work_dir == str(tmp_path)
     with pytest.raises(FileNotFoundError, match='resume from not found'):
         load_config(smoke, resume=str(tmp_path / 'missing.pth'))
     if not torch.cuda.is_available():
