@@ -6,7 +6,6 @@ Screenshots and the measured figures go to outputs/web_demo/."""
 import importlib.util
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,9 +17,8 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
+from conftest import COCO_MINI, REPO_ROOT
 from PIL import Image
-
-from tests.conftest import COCO_MINI, REPO_ROOT
 
 gradio = pytest.importorskip('gradio', reason='the web demo needs gradio (pip install -e .[app])')
 
@@ -419,4 +417,3 @@ def test_bad_input_gets_a_message_and_the_session_goes_on(server, tmp_path):
         _, info, _, mask_path, _ = client.predict(320, 200, False, api_name='/add_point')
         assert 'decoder' in info and mask_path is not None
         client.predict(api_name='/undo')
-    shutil.rmtree(junk)
