@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from efficientsam_plugins.cli import add_model_arguments, load_predictor, positive_int, run_tool  # noqa: E402
@@ -182,15 +182,20 @@ def read_image(path: Optional[str], max_pixels: int) -> np.ndarray:
             if width * height > max_pixels:
                 raise DemoError(f'the image is {width}x{height} ({width * height / 1e6:.1f} MP); this demo takes '
                                 f'at most {max_pixels / 1e6:.1f} MP: downscale it first')
-            return np.asarray(picture.convert('RGB'))
+            return np.asarray(ImageOps.exif_transpose(picture).convert('RGB'))  # as a browser shows it
     except (Image.UnidentifiedImageError, Image.DecompressionBombError) as err:
         raise DemoError(f'{os.path.basename(path)} is not an image this demo can read (PNG, JPEG, WebP, ...): '
                         f'{err}') from None
 
 
+def digest(image: np.ndarray) -> str:
+    """What names an image in the embedding cache."""
+    return hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()
+
+
 def set_image(app: App, session: Session, image: np.ndarray) -> Session:
     session.image = image
-    session.digest = hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()
+    session.digest = digest(image)
     session.clear_prompts()
     session.model_key = session.model_key or app.default_key
     _, seconds = app.embedded(session)
@@ -473,7 +478,7 @@ def segment(app: App, session: Session, image_path: str, prompts_text: str) -> T
     image = read_image(image_path, app.args.max_pixels)
     prompts = parse_prompts(prompts_text)
     work = Session(id=session.id, model_key=session.model_key or app.default_key)
-    work.digest = hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()
+    work.digest = digest(image)
     work.image = image
     predictor, _ = app.embedded(work, scope='segment')
     multimask = bool(prompts.get('multimask', False))
