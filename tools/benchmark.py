@@ -88,7 +88,7 @@ def bundled_images(split: str) -> list:
     paths = [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
     if split == 'val2017':
         paths.insert(0, os.path.join(REPO, 'tests', 'data', 'efficientsam_tiny', 'dogs.png'))
-    return [torch.from_numpy(load_rgb_image(path)).permute(2, 0, 1).float() / 255 for path in paths]
+    return [torch.tensor(load_rgb_image(path)).permute(2, 0, 1).float() / 255 for path in paths]  # a copy: writable
 
 
 @torch.no_grad()
