@@ -25,7 +25,7 @@ def main(argv=None):
     if framework == 'detectron2':
         from efficientsam_plugins.detectron2.launch import main as detectron2_main
         return detectron2_main(argv)
-    from efficientsam_plugins.openmmlab.launch import add_common_arguments, build_runner, load_config
+    from efficientsam_plugins.openmmlab.launch import add_common_arguments, load_config, train
     parser = argparse.ArgumentParser(description='Train a model from an mmengine config '
                                      '(--framework detectron2: from a detectron2 LazyConfig)')
     parser.add_argument('config', help='config file')
@@ -39,7 +39,7 @@ def main(argv=None):
     cfg = load_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options,
                       resume=args.resume, amp=args.amp, launcher=args.launcher,
                       auto_scale_lr=args.auto_scale_lr)
-    build_runner(cfg).train()
+    train(cfg)
 
 
 if __name__ == '__main__':

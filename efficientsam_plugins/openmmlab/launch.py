@@ -4,10 +4,11 @@ Nothing here names a toolbox: the registries come from the config's ``default_sc
 ``custom_imports``, so mmpretrain, mmdet and mmseg configs all go through the same code.
 """
 import glob
+import json
 import logging
 import os
 import re
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.config import Config, DictAction
@@ -161,6 +162,48 @@ def build_runner(cfg: Config):
     if cfg.get('launcher', 'none') != 'none' and not torch.cuda.is_available():
         init_distributed(cfg.launcher, cfg.env_cfg.dist_cfg.get('backend', 'gloo'))
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def train(cfg: Config) -> None:
+    """Builds the config's runner and trains. A training set that comes out empty, which mmengine's
+    datasets report as numpy's ``need at least one array to concatenate``, is named instead: the
+    annotation file with an empty ``annotations`` (or ``data_list``) list, else the files whose
+    images were all filtered out."""
+    runner = build_runner(cfg)
+    try:
+        runner.train()
+    except ValueError as err:
+        if 'need at least one array to concatenate' not in str(err):
+            raise
+        raise ValueError(_empty_dataset_message(cfg.train_dataloader.dataset)) from err
+
+
+def _annotation_files(dataset: dict) -> List[str]:
+    """The ``ann_file`` paths of a dataset config (wrappers' ``dataset`` / ``datasets`` included)."""
+    files, pending = [], [dataset]
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, dict):
+            continue
+        if item.get('ann_file'):
+            files.append(os.path.join(item.get('data_root') or '', item['ann_file']))
+        pending += [item.get('dataset')] + list(item.get('datasets') or [])
+    return files
+
+
+def _empty_dataset_message(dataset: dict) -> str:
+    files = _annotation_files(dataset)
+    for path in files:
+        try:
+            with open(path, encoding='utf-8') as stream:
+                data = json.load(stream)
+        except (OSError, ValueError):
+            continue
+        for key in ('annotations', 'data_list'):
+            if isinstance(data, dict) and data.get(key) == []:
+                return f'the training set is empty: annotation file {path} has an empty "{key}" list'
+    return (f'the training set is empty: no image of {", ".join(files) or "its dataset"} is left after '
+            f'filtering (images without annotations are dropped; see the dataset\'s filter_cfg)')
 
 
 class ConfigOptionsAction(DictAction):
