@@ -122,10 +122,21 @@ def write_benchmark_json(path: str, tool: str, argv: Optional[Sequence[str]], ro
                                  conditions=conditions, notes=notes, rows=list(rows)), indent=1)
 
 
+def model_name(text: str) -> str:
+    """argparse type of ``--model``: a name :func:`efficientsam_plugins.build.resolve_model` knows,
+    checked before any work (a usage error listing the known names otherwise)."""
+    from .build import resolve_model
+    try:
+        resolve_model(text)
+    except (ValueError, OSError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, default: str = 'ti') -> None:
     """The model options every mask tool shares (demo, segment everything, cut-out, export, web demo):
     ``--model``, ``--checkpoint``, ``--random-weights``, ``--onnx``, ``--precision``, ``--device``."""
-    parser.add_argument('--model', default=default,
+    parser.add_argument('--model', default=default, type=model_name,
                         help=f'ti, s, squeezesam, a zoo name (efficientsam_ti, efficientsam_s) or a model '
                         f'config .json (default {default}); see efficientsam_plugins.build')
     parser.add_argument('--checkpoint', help='checkpoint of --model: path, URL or zoo://NAME '
@@ -142,12 +153,10 @@ def released_checkpoint(spec) -> Optional[str]:
     """The released weights of a :class:`~efficientsam_plugins.build.ModelSpec` (an architecture
     name means its zoo entry), downloaded and verified, or None with the reason on stderr."""
     from .zoo import ZooError, entry_for, get_checkpoint
-    if spec.checkpoint is not None:
-        return spec.checkpoint
-    if not isinstance(spec.config, str):
+    if spec.checkpoint is None and not isinstance(spec.config, str):
         return None
     try:
-        return get_checkpoint(entry_for(spec.family, spec.config).name)
+        return get_checkpoint(spec.checkpoint or entry_for(spec.family, spec.config).name)
     except ZooError as err:
         never = " (SqueezeSAM's weights were never published)" if spec.family == 'squeezesam' else ''
         print(f'could not get the released weights: {err}{never}', file=sys.stderr)
