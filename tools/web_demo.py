@@ -521,17 +521,17 @@ def build_page(app: App):
     """The Gradio Blocks of the demo; every action is a named API endpoint."""
     import gradio as gr
 
-    class ImageInput(gr.Image):
-        """An image upload that names a non-image file instead of failing inside PIL."""
-
-        is_template = True  # the page draws it with gr.Image's frontend
-
-        def preprocess(self, payload):
+    def checked_upload(preprocess):
+        """gr.Image's preprocess (it opens the file with PIL), naming a non-image file in one message.
+        Wrapped on the instance: a subclass of a Gradio component makes Gradio write a .pyi beside this file."""
+        @functools.wraps(preprocess)
+        def wrapper(payload):
             try:
-                return super().preprocess(payload)
+                return preprocess(payload)
             except (Image.UnidentifiedImageError, Image.DecompressionBombError) as err:
                 raise gr.Error(f'the upload is not an image this demo can read (PNG, JPEG, WebP, ...): {err}',
                                print_exception=False) from None
+        return wrapper
 
     default = app.model(app.default_key)
     model_choices = list(MODELS) + ([] if app.args.model in MODELS.values() or app.args.onnx else [app.args.model])
@@ -568,8 +568,9 @@ def build_page(app: App):
         banner = gr.Markdown(default.banner, visible=not default.trained, elem_id='banner')
         with gr.Row():
             with gr.Column(scale=1):
-                image_in = ImageInput(type='filepath', image_mode=None, sources=['upload', 'clipboard'],
-                                      label='Image (upload or paste)', elem_id='image_in')
+                image_in = gr.Image(type='filepath', image_mode=None, sources=['upload', 'clipboard'],
+                                    label='Image (upload or paste)', elem_id='image_in')
+                image_in.preprocess = checked_upload(image_in.preprocess)
                 gr.Examples(EXAMPLES, inputs=image_in, label='Examples (COCO val2017)')
                 with gr.Row():
                     model = gr.Dropdown(model_choices, value=default_choice, label='Model', elem_id='model')
