@@ -57,8 +57,8 @@ def main(argv=None) -> int:
         model = MODELS.build(cfg.model).to(args.device).eval()
         image = torch.rand(1, 3, *size, device=args.device)
         sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size, batch_input_shape=size))
-        features = median_seconds(lambda: model.extract_feat(image), args.runs, args.warmup)
-        whole = median_seconds(lambda: model.predict(image, [sample]), args.runs, args.warmup)
+        features = median_seconds(lambda m=model, x=image: m.extract_feat(x), args.runs, args.warmup)
+        whole = median_seconds(lambda m=model, x=image, s=sample: m.predict(x, [s]), args.runs, args.warmup)
         pyramid = sum(p.numel() for p in list(model.backbone.parameters()) + list(model.neck.parameters()))
         total = sum(p.numel() for p in model.parameters())
         print(f'| SAMI-{variant.upper()} | {pyramid / 1e6:.1f} M / {total / 1e6:.1f} M | {features * 1e3:.0f} | '

@@ -56,8 +56,8 @@ def main(argv=None) -> int:
         image = torch.rand(1, 3, args.size, args.size, device=args.device)
         sample = DetDataSample(metainfo=dict(img_shape=(args.size, args.size), ori_shape=(args.size, args.size),
                                              scale_factor=(1.0, 1.0), batch_input_shape=(args.size, args.size)))
-        features = median_seconds(lambda: model.extract_feat(image), args.runs, args.warmup)
-        whole = median_seconds(lambda: model.predict(image, [sample]), args.runs, args.warmup)
+        features = median_seconds(lambda m=model, x=image: m.extract_feat(x), args.runs, args.warmup)
+        whole = median_seconds(lambda m=model, x=image, s=sample: m.predict(x, [s]), args.runs, args.warmup)
         params = sum(p.numel() for p in list(model.backbone.parameters()) + list(model.neck.parameters()))
         print(f'| SAMI-{variant.upper()} | {params / 1e6:.1f} M | {features * 1e3:.0f} | {whole * 1e3:.0f} |',
               flush=True)
