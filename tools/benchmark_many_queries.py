@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from efficientsam_plugins.build import build_efficient_sam  # noqa: E402
-from efficientsam_plugins.cli import positive_int, run_tool  # noqa: E402
+from efficientsam_plugins.cli import positive_int, run_tool, write_benchmark_json  # noqa: E402
 from efficientsam_plugins.predictor import EfficientSamPredictor  # noqa: E402
 
 
@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     parser.add_argument('--image-height', type=positive_int, default=603)
     parser.add_argument('--best-only', action='store_true', help='keep only the best candidate per query')
     parser.add_argument('--max-queries-per-batch', type=positive_int, default=64)
+    parser.add_argument('--json', metavar='PATH', help='also write the rows, the command and the machine to this '
+                        'JSON file (docs/benchmarks/ holds the ones the benchmarks page shows)')
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -55,6 +57,13 @@ def main(argv=None) -> int:
     print(f'{args.boxes} boxes on a {w}x{h} image{", best_only" if args.best_only else ""}: masks '
           f'{tuple(masks.shape)}, outputs {output:.2f} GiB, {seconds:.1f} s')
     print(f'peak RSS: {before:.2f} GiB after set_image, {peak_rss_gib():.2f} GiB after predict')
+    if args.json:
+        write_benchmark_json(args.json, 'tools/benchmark_many_queries.py', argv, [{
+            'model': f'EfficientSAM-{args.config.capitalize()}', 'boxes': args.boxes, 'image': f'{w}x{h}',
+            'best_only': args.best_only, 'max_queries_per_batch': args.max_queries_per_batch,
+            'outputs (GiB)': output, 'predict (s)': seconds, 'peak RSS after set_image (GiB)': before,
+            'peak RSS after predict (GiB)': peak_rss_gib()}],
+            notes='RANDOM weights: the masks mean nothing, only their memory does; one predict call.')
     return 0
 
 
