@@ -7,6 +7,9 @@ Prints the output size and the process's peak resident set size (``ru_maxrss``: 
 decoder chunks and outputs included) after one :meth:`Predictor.predict` call. Random weights: the
 masks mean nothing, only their memory does. ``--best-only`` keeps one candidate per query, the
 mode to use for large batches (a third of the output).
+
+Measured with the defaults (AMD EPYC, torch CPU capability AVX2, 2 threads, 5.08 GiB of outputs):
+peak RSS 11.37 GiB when the chunks were concatenated, 7.07 GiB with the preallocated outputs.
 """
 import argparse
 import os
