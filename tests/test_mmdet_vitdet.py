@@ -109,7 +109,7 @@ def test_backbone_loads_zoo_names(tmp_path, monkeypatch, official_vitt_checkpoin
     manifest = tmp_path / 'zoo.json'
     manifest.write_text(json.dumps([dict(name='test_vitt', filename='test_vitt.pt', urls=['file://' + path],
                                          size=os.path.getsize(path), sha256=None, license='test',
-                                         format='efficientsam', description='random ViT-T')]))
+                                         arch={'family': 'efficientsam', 'config': 'ti'}, description='random ViT-T')]))
     monkeypatch.setenv('EFFICIENTSAM_ZOO_MANIFEST', str(manifest))
     monkeypatch.setenv('EFFICIENTSAM_HOME', str(tmp_path / 'cache'))
     backbone = SAMIViT('ti', preset='vitdet', img_size=256, init_cfg=dict(type='Pretrained', checkpoint='zoo://test_vitt'))
