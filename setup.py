@@ -36,6 +36,6 @@ setup(
         'clients': pinned('onnx', 'onnxruntime', 'opencv-python', 'osam', 'supervision'),
         'app': pinned('gradio'),  # tools/web_demo.py
         'dev': pinned('pytest', 'ruff', 'playwright', 'mkdocs',
-                      'mkdocs-material', 'mkdocstrings[python]', 'mkdocstrings-python'),
+                      'mkdocs-material', 'mkdocstrings', 'mkdocstrings-python'),
     },
 )
