@@ -124,8 +124,11 @@ def write_benchmark_json(path: str, tool: str, argv: Optional[Sequence[str]], ro
 
 def model_name(text: str) -> str:
     """argparse type of ``--model``: a name :func:`efficientsam_plugins.build.resolve_model` knows,
-    checked before any work (a usage error listing the known names otherwise)."""
+    checked before any work (a usage error listing the known names otherwise); a config file is read
+    when the model is built, where its errors name the file."""
     from .build import resolve_model
+    if text.endswith(('.json', '.py')):
+        return text
     try:
         resolve_model(text)
     except (ValueError, OSError) as err:
@@ -172,7 +175,13 @@ def load_predictor(args: argparse.Namespace, what: str = 'masks below are', **pr
     if args.onnx:
         if args.checkpoint or args.random_weights:
             raise ValueError('--onnx runs the exported graphs: --checkpoint/--random-weights do not apply')
-        return build_predictor(args.onnx, backend='onnx', **predictor_kwargs), True
+        from .deploy.onnx_export import read_manifest
+        predictor = build_predictor(args.onnx, backend='onnx', **predictor_kwargs)
+        if read_manifest(args.onnx).get('random_weights', False):  # an export of random weights says so
+            print(f'WARNING: {args.onnx} was exported from RANDOM weights, so the {what} meaningless.',
+                  file=sys.stderr)
+            return predictor, False
+        return predictor, True
     spec = resolve_model(args.model)
     if not isinstance(spec.config, str) and args.checkpoint is None and not args.random_weights:
         raise ValueError('a config .json has no released weights: give --checkpoint or --random-weights')

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from efficientsam_plugins.cli import add_model_arguments, load_predictor, positive_int, run_tool  # noqa: E402
+from efficientsam_plugins.image_io import to_rgb  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 EXAMPLES = [os.path.join(REPO, 'data', 'coco_mini', 'val2017', name)
@@ -128,9 +129,6 @@ class App:
                 torch.manual_seed(args.seed)
                 try:
                     predictor, trained = load_predictor(options, what='masks of the web demo are')
-                    if key[0] == 'onnx':  # an export of random weights says so in its manifest
-                        from efficientsam_plugins.deploy.onnx_export import read_manifest
-                        trained = not read_manifest(key[1]).get('random_weights', False)
                 except (OSError, ValueError, ImportError) as err:
                     raise DemoError(f'cannot load {label}: {err}') from err
                 self.models[key] = LoadedModel(key, label, predictor, trained)
@@ -182,7 +180,9 @@ def read_image(path: Optional[str], max_pixels: int) -> np.ndarray:
             if width * height > max_pixels:
                 raise DemoError(f'the image is {width}x{height} ({width * height / 1e6:.1f} MP); this demo takes '
                                 f'at most {max_pixels / 1e6:.1f} MP: downscale it first')
-            return np.asarray(ImageOps.exif_transpose(picture).convert('RGB'))  # as a browser shows it
+            return to_rgb(picture, os.path.basename(path))  # as a viewer shows it: EXIF, 16-bit, alpha rules
+    except ValueError as err:
+        raise DemoError(str(err)) from None
     except (Image.UnidentifiedImageError, Image.DecompressionBombError) as err:
         raise DemoError(f'{os.path.basename(path)} is not an image this demo can read (PNG, JPEG, WebP, ...): '
                         f'{err}') from None
