@@ -72,15 +72,18 @@ def test_eval_promptable_squeezesam(tiny_config, tmp_path, protocol, single_thre
         assert (mask_api.decode(rle).astype(bool) == masks[0, 0]).mean() > 0.999
 
 
-def test_squeezesam_model_option_errors(tiny_config, tmp_path, monkeypatch):
+def test_squeezesam_model_option_errors(tiny_config, tmp_path, monkeypatch, capsys):
     tool = load_tool('eval_promptable')
     data = ['--ann-file', ANN_FILE, '--img-dir', IMG_DIR, '--no-progress']
     manifest = tmp_path / 'manifest.json'
     manifest.write_text(json.dumps([{'name': 'my_squeezesam', 'filename': 'squeeze_sam.pt', 'urls': [
         'file:///nowhere/squeeze_sam.pt'], 'arch': {'family': 'squeezesam', 'config': 'base'}}]))
     monkeypatch.setenv('EFFICIENTSAM_ZOO_MANIFEST', str(manifest))
-    with pytest.raises(ValueError, match="unknown model 'squeezesam_base': expected one of .*, my_squeezesam"):
+    with pytest.raises(SystemExit) as usage:  # a name the registry does not know: a usage error
         tool.main(['--model', 'squeezesam_base', *data])
+    err = capsys.readouterr().err
+    assert usage.value.code == 2 and "unknown model 'squeezesam_base': expected one of" in err
+    assert 'my_squeezesam' in err  # a user manifest's entries are model names too
     mixed = tmp_path / 'mixed.json'
     mixed.write_text(json.dumps({**tiny_config, 'img_size': 128}))  # an EfficientSAM key in a SqueezeSAM config
     with pytest.raises(ValueError, match=r"unknown SqueezeSAM config keys \['img_size'\]"):

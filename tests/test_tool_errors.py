@@ -62,7 +62,7 @@ CASES = [  # run as a user would: a fresh interpreter per case; demo.py's defaul
     case('train.py', '{tmp}/unknown_type.py', keyword='NoSuchModel', needs='mmengine'),
     case('train.py', '{tmp}/unknown_type.py', '--cfg-options', 'lr', keyword='key=value', usage=True,
          needs='mmengine'),
-    case('train.py', '{tmp}/lazy_detectron2.py', 'train.init_checkpoint={tmp}/missing.pth',
+    case('train.py', '--framework', 'detectron2', '{tmp}/lazy_detectron2.py', 'train.init_checkpoint={tmp}/missing.pth',
          keyword='init_checkpoint not found'),
     case('test.py', '{tmp}/unknown_type.py', '{tmp}/garbage.pt', keyword='not a PyTorch checkpoint',
          needs='mmengine'),
