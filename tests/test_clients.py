@@ -6,8 +6,9 @@ predictor (mean IoU >= 0.99). A client that is not installed skips, naming itsel
 with ``pip install 'efficientsam_plugins[clients]'`` plus the ``--no-deps`` ones of
 docs/deployment.md ("Testing against the clients").
 
-Set ``CLIENT_REPORT=FILE`` to append each client's agreement and per-call time to FILE (JSON lines),
-``CLIENTS_FULL_SIZE=1`` to repeat every client on full-size EfficientSAM-Ti (seeded weights).
+Set ``CLIENT_REPORT=FILE.json`` to write each client's agreement and per-call time to FILE as a benchmark
+result (``cli.write_benchmark_json``, rendered on docs/deployment.md), ``CLIENTS_FULL_SIZE=1`` to repeat every
+client on full-size EfficientSAM-Ti (seeded weights).
 """
 import importlib
 import importlib.metadata
@@ -28,6 +29,7 @@ pytest.importorskip('onnxruntime', reason="onnxruntime is not installed: pip ins
 cv2 = pytest.importorskip('cv2', reason='opencv-python is not installed (every client needs it)')
 
 from efficientsam_plugins.build import build_efficient_sam, build_squeeze_sam  # noqa: E402
+from efficientsam_plugins.cli import write_benchmark_json  # noqa: E402
 from efficientsam_plugins.deploy import export_onnx, read_manifest  # noqa: E402
 from efficientsam_plugins.deploy.onnx_export import SAM_CANVAS  # noqa: E402
 from efficientsam_plugins.predictor import EfficientSamPredictor  # noqa: E402
@@ -94,14 +96,30 @@ def iou(a, b):
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+REPORT = []  # every agree() record of this run
+
+
+@pytest.fixture(scope='module', autouse=True)
+def client_report():
+    """Writes the agreement records as a benchmark result when ``CLIENT_REPORT`` names a file."""
+    yield
+    if os.environ.get('CLIENT_REPORT') and REPORT:
+        write_benchmark_json(os.environ['CLIENT_REPORT'], '-m pytest', ['tests/test_clients.py'], REPORT,
+                             notes='Written by CLIENT_REPORT=FILE.json (CLIENTS_FULL_SIZE=1 adds EfficientSAM-Ti). '
+                                   'Seeded RANDOM weights: the figures measure that each client reproduces the '
+                                   'PyTorch predictor, not mask quality; seconds per call through the '
+                                   "client's own call, image encoded once (OpenCV's single graph runs the "
+                                   'encoder on every call).')
+
+
 def agree(client, reference_masks, client_masks, seconds):
     """Asserts mean IoU >= 0.99 and records the figures."""
     ious = [iou(a, b) for a, b in zip(reference_masks, client_masks)]
-    record = dict(client=client, mean_iou=round(float(np.mean(ious)), 5), min_iou=round(min(ious), 5),
+    case = re.search(r'\[(.*)\]', os.environ.get('PYTEST_CURRENT_TEST', ''))
+    model = 'EfficientSAM-Ti' if case and 'vit_t' in case.group(1) else 'tiny reference'
+    record = dict(client=client, model=model, mean_iou=round(float(np.mean(ious)), 5), min_iou=round(min(ious), 5),
                   prompts=len(ious), seconds_per_call=round(seconds / len(ious), 4))
-    if os.environ.get('CLIENT_REPORT'):
-        with open(os.environ['CLIENT_REPORT'], 'a', encoding='utf-8') as stream:
-            stream.write(json.dumps(record) + '\n')
+    REPORT.append(record)
     assert all(mask.any() for mask in reference_masks), 'a reference mask is empty: the comparison would be void'
     assert record['mean_iou'] >= 0.99, record
 

@@ -107,7 +107,7 @@ def flatten_lazy(path):
 
 
 def test_detectron2_families_differ_only_in_the_variant():
-    pytest.importorskip('detectron2', reason='detectron2 is not installed (see README, "detectron2")')
+    pytest.importorskip('detectron2', reason='detectron2 is not installed (see docs/detection.md, "detectron2")')
     lazy = {(arch, suffix): flatten_lazy(D2_VITDET.format(arch, suffix))
             for arch in TASK_ARCHS for suffix in ('', '_step-lr', '_efficientsam-init')
             if not (arch == 'b' and suffix == '_efficientsam-init')}

@@ -19,7 +19,7 @@ CONFIG_DIR = os.path.join(REPO_ROOT, 'configs', 'detectron2', 'vitdet')
 FULL_CONFIGS = {'ti': 'sami_ti_coco.py', 's': 'sami_s_coco.py', 'b': 'sami_b_coco.py'}
 SMOKE_CONFIG = os.path.join(CONFIG_DIR, 'sami_ti_coco_smoke.py')
 DETECTRON2_MISSING = ('detectron2 is not installed; build it from its git repository '
-                      '(see README, "detectron2") to run the detectron2 adapter tests')
+                      '(see docs/detection.md, "detectron2") to run the detectron2 adapter tests')
 EMBED_DIMS = {'ti': 192, 's': 384, 'b': 768}
 
 

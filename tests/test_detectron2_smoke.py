@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO_ROOT
 
 pytest.importorskip('detectron2', reason='detectron2 is not installed; build it from its git repository '
-                                         '(see README, "detectron2") to run the detectron2 smoke training')
+                                         '(see docs/detection.md, "detectron2") to run the detectron2 smoke training')
 
 SMOKE_CONFIG = os.path.join('configs', 'detectron2', 'vitdet', 'sami_ti_coco_smoke.py')
 

@@ -26,7 +26,7 @@ MMDET_CONFIGS = os.path.join(REPO_ROOT, 'configs', 'vitdet')
 D2_CONFIGS = os.path.join(REPO_ROOT, 'configs', 'detectron2', 'vitdet')
 MASK2FORMER_CONFIGS = os.path.join(REPO_ROOT, 'configs', 'mask2former')
 DETECTRON2_MISSING = ('detectron2 is not installed; build it from its git repository '
-                      '(see README, "detectron2") to check the detectron2 recipe')
+                      '(see docs/detection.md, "detectron2") to check the detectron2 recipe')
 SAMI_CHECKPOINTS = {'ti': 'work_dirs/sami_vit-tiny_sam-vit-h_in1k-400e/epoch_400.pth',
                     's': 'work_dirs/sami_vit-small_sam-vit-h_in1k-400e/epoch_400.pth',
                     'b': 'work_dirs/sami_vit-base_sam-vit-h_in1k-400e/epoch_400.pth'}
