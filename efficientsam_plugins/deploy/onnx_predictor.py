@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from ..modeling.common import select_best
 from ..predictor import Predictor
 from .onnx_export import check_export, require_export_extra
 
@@ -99,10 +100,7 @@ class OnnxSqueezeSamPredictor(Predictor):
             'batched_images': self.image, 'batched_point_coords': points[None].numpy(),
             'batched_point_labels': labels[None].numpy()})
         logits, iou = torch.from_numpy(logits[0]), torch.from_numpy(iou[0])
-        if not multimask_output:
-            best = iou.argmax(1, keepdim=True)
-            logits, iou = torch.take_along_dim(logits, best[..., None, None], 1), iou.gather(1, best)
-        return logits, iou
+        return (logits, iou) if multimask_output else select_best(logits, iou)
 
 
 def load_onnx_predictor(directory: str, int8: bool = False, **kwargs) -> Predictor:
