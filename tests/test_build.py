@@ -2,11 +2,9 @@
 builder's backends, the purity of ``modeling`` and the README's examples of the public entry points."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from conftest import EFFICIENTSAM_TINY, REPO_ROOT, TEST_DATA
@@ -187,48 +185,3 @@ def test_modeling_imports_torch_and_nothing_else():
         root.startswith(('mm', 'onnx')) and root not in sys.stdlib_module_names))
     assert not forbidden, f'importing modeling loaded {forbidden}'
 
-
-# The README's examples of the public entry points, run as written (``efficient_sam_vitt.pt``: a
-# seeded-random stand-in with the released file's keys and shapes; ``dogs.png``: the test image).
-README_EXAMPLES = {
-    'build_model': '''
-import torch
-from efficientsam_plugins import build_model
-
-model = build_model('ti', 'efficient_sam_vitt.pt')  # or build_model('efficientsam_ti'): downloads the weights
-image = torch.rand(1, 3, 480, 640)                  # RGB in [0, 1]
-box = torch.tensor([[[[100.0, 80.0], [400.0, 360.0]]]])  # [B, Q, N, 2]: a box as its two corners
-labels = torch.tensor([[[2.0, 3.0]]])                    # 2: top-left corner, 3: bottom-right corner
-with torch.no_grad():
-    logits, iou = model(image, box, labels)          # [1, 1, 3, 480, 640] mask logits, [1, 1, 3] predicted IoU
-''',
-    'predictor': '''
-import numpy as np
-from PIL import Image
-from efficientsam_plugins import build_predictor
-
-predictor = build_predictor('ti', 'efficient_sam_vitt.pt')  # 's', 'squeezesam', 'efficientsam_ti', a config .json
-image = np.asarray(Image.open('dogs.png').convert('RGB'))
-predictor.set_image(image)                                  # the image is embedded once
-masks, scores, _ = predictor.predict(boxes=[[60, 250, 420, 600]], points=[[[580, 350]]])
-best = masks[0, scores[0].argmax()]                         # bool [H, W]: the mask with the best predicted IoU
-''',
-    'generator': '''
-from efficientsam_plugins import AutomaticMaskGenerator
-
-generator = AutomaticMaskGenerator(predictor, points_per_side=8)  # SAM's options; 8x8 clicks: a quick look (SAM: 32)
-records = generator.generate(image)  # SAM's records: segmentation, area, bbox, predicted_iou, stability_score ...
-''',
-}
-
-
-def test_readme_examples_run_as_written(official_vitt_checkpoint, tmp_path, monkeypatch):
-    os.symlink(official_vitt_checkpoint, tmp_path / 'efficient_sam_vitt.pt')
-    shutil.copy(os.path.join(EFFICIENTSAM_TINY, 'dogs.png'), tmp_path / 'dogs.png')
-    monkeypatch.chdir(tmp_path)
-    namespace = {}
-    for example in README_EXAMPLES.values():
-        exec(compile(example, '<README>', 'exec'), namespace)
-    assert namespace['logits'].shape == (1, 1, 3, 480, 640) and namespace['iou'].shape == (1, 1, 3)
-    assert namespace['best'].shape == (603, 1072) and namespace['best'].dtype == np.bool_
-    assert isinstance(namespace['records'], list)
